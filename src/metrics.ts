@@ -1,0 +1,88 @@
+/**
+ * The Prometheus metrics of one bridge instance (prom-client). Created per instance, so several
+ * bridges in one test process keep separate counts. Names and labels are part of the contract
+ * (README "Metrics"); docs/operations.md says what each means.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    connections: new Gauge({
+      name: 'bridge_connections',
+      help: 'Open MQTT connections by listener (tcp, tls, ws).',
+      labelNames: ['listener'] as const,
+      registers,
+    }),
+    messages: new Counter({
+      name: 'bridge_messages_total',
+      help: 'MQTT PUBLISH packets received from clients, by topic kind (telemetry, status, other).',
+      labelNames: ['topic_kind'] as const,
+      registers,
+    }),
+    rejected: new Counter({
+      name: 'bridge_rejected_total',
+      help: 'Messages refused by validation, by reason.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    samplesReceived: new Counter({
+      name: 'bridge_samples_received_total',
+      help: 'Samples (points) in messages received on mapped telemetry topics, accepted or not.',
+      registers,
+    }),
+    samplesRejected: new Counter({
+      name: 'bridge_samples_rejected_total',
+      help: 'Samples in messages refused by validation.',
+      registers,
+    }),
+    pointsWritten: new Counter({
+      name: 'bridge_influx_points_written_total',
+      help: 'Points confirmed written by InfluxDB.',
+      registers,
+    }),
+    deadLettered: new Counter({
+      name: 'bridge_dead_lettered_points_total',
+      help: 'Points InfluxDB refused for their content, kept in the dead-letter file.',
+      registers,
+    }),
+    writeSeconds: new Histogram({
+      name: 'bridge_influx_write_seconds',
+      help: 'Duration of one InfluxDB write request.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    writeFailures: new Counter({
+      name: 'bridge_influx_write_failures_total',
+      help: 'Failed InfluxDB write requests by class (retry, rejected).',
+      labelNames: ['class'] as const,
+      registers,
+    }),
+    backlog: new Gauge({
+      name: 'bridge_backlog_points',
+      help: 'Points accepted but not yet confirmed by InfluxDB (in the spool or in flight).',
+      registers,
+    }),
+    spoolBytes: new Gauge({
+      name: 'bridge_spool_bytes',
+      help: 'Bytes the durable spool uses on disk.',
+      registers,
+    }),
+    liveClients: new Gauge({
+      name: 'bridge_live_clients',
+      help: 'Open browser connections on /live and /live/sse.',
+      registers,
+    }),
+    e2eLatency: new Histogram({
+      name: 'bridge_e2e_latency_seconds',
+      help: 'From the sample time set by the device to fan-out to live clients.',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+  };
+}
