@@ -1,0 +1,51 @@
+/**
+ * `telebridge token create|revoke`: browser tokens for the live channel (contract §1, §5).
+ * `create` prints a summary, then the token alone on the last line (scripts take `tail -n1`).
+ */
+import type { Command } from 'commander';
+import { openTokenService, parseTtl } from '../auth/tokens.js';
+import { loadConfig } from '../config.js';
+
+function dataDirOf(options: { dataDir?: string }): string {
+  return options.dataDir ?? loadConfig(process.env).dataDir;
+}
+
+export function registerTokenCommand(program: Command): void {
+  const token = program.command('token').description('browser tokens for /live and /live/sse');
+
+  token
+    .command('create')
+    .description('issue a signed token limited to feed filters; prints the token alone on the last line')
+    .option('--feeds <filters>', "comma-separated feed filters, e.g. 'telemetry/+,status/#'", '#')
+    .option('--commands', 'allow sending commands to devices', false)
+    .option('--ttl <duration>', 'lifetime: 90s, 30m, 12h, 7d', '24h')
+    .option('--data-dir <dir>', 'data directory holding the signing key (default: BRIDGE_DATA_DIR or ./data)')
+    .action(async (options: { feeds: string; commands: boolean; ttl: string; dataDir?: string }) => {
+      const feeds = options.feeds
+        .split(',')
+        .map((f) => f.trim())
+        .filter(Boolean);
+      const tokens = await openTokenService(dataDirOf(options));
+      const { token: jwt, claims } = await tokens.create({
+        feeds,
+        commands: options.commands,
+        ttlSeconds: parseTtl(options.ttl),
+      });
+      console.log(
+        `token ${claims.jti}: feeds ${claims.feeds.join(',')}; commands ${claims.commands ? 'yes' : 'no'}; ` +
+          `expires ${new Date(claims.exp * 1000).toISOString()}`,
+      );
+      console.log(jwt);
+    });
+
+  token
+    .command('revoke')
+    .description('revoke a token (by the token or its jti); running bridges refuse it from then on')
+    .argument('<tokenOrJti>', 'the token, or the jti printed by create')
+    .option('--data-dir <dir>', 'data directory (default: BRIDGE_DATA_DIR or ./data)')
+    .action(async (tokenOrJti: string, options: { dataDir?: string }) => {
+      const tokens = await openTokenService(dataDirOf(options));
+      const jti = await tokens.revoke(tokenOrJti);
+      console.log(`revoked ${jti}`);
+    });
+}
