@@ -1,0 +1,416 @@
+/**
+ * The durable spool: an on-disk FIFO of line-protocol lines between acceptance and InfluxDB, in
+ * `<dataDir>/spool/`. Engine: an append-only segment log written with fs.promises + fdatasync (the
+ * choice and its measurements are in docs/decisions.md and bench/spool.ts).
+ *
+ * Layout:
+ * - `<16-digit id>.seg`: segments. Each `append()` becomes one record
+ *   `[u32 payload bytes][u32 crc32(payload)][u32 line count][payload = lines joined by "\n"]` (LE).
+ *   Appends go to the newest segment; a new one starts past `segmentBytes` and at every open.
+ * - `cursor`: where the oldest unconfirmed line is (segment, record offset, lines to skip in it).
+ *   Written in place without fsync: a lost update only replays confirmed lines, and points are
+ *   idempotent (contract §4), so durability of data never depends on it.
+ *
+ * Durability: `append()` resolves after its bytes are written and fdatasync'ed (new segments also fsync
+ * the directory). GROUP COMMIT: appends that arrive while a write+sync is in flight are written
+ * together and share the next sync. All I/O is asynchronous (libuv thread pool): the event loop is
+ * never blocked by a sync.
+ *
+ * Recovery: on open every segment from the cursor on is scanned and checksummed; a torn record at the
+ * end (a crash mid-write; it was never acknowledged) ends that segment's readable part. Everything not
+ * confirmed is read again, oldest first.
+ *
+ * Bounded: at `maxBytes` (bytes of segment files, including confirmed bytes not yet reclaimed — at most
+ * one segment) `append()` rejects with E_SPOOL_FULL and stores nothing.
+ */
+import { type FileHandle, mkdir, open, readdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { ERROR_CODES, TelebridgeError } from '../errors.js';
+
+export interface SpoolOptions {
+  /** Directory of the spool, usually `<dataDir>/spool`; created when missing. */
+  readonly dir: string;
+  /** Disk the spool may use, bytes (BRIDGE_SPOOL_MAX_BYTES). */
+  readonly maxBytes: number;
+  /** Segment size at which a new segment starts. Default: maxBytes/16, within [4 KiB, 64 MiB]. */
+  readonly segmentBytes?: number;
+  /** Largest group written with one sync, bytes; later appends wait for the next sync. Default 8 MiB. */
+  readonly maxGroupBytes?: number;
+}
+
+/** Position of the oldest unconfirmed line. */
+export interface SpoolCursor {
+  readonly seg: number;
+  /** Byte offset of a record in the segment. */
+  readonly off: number;
+  /** Lines of that record already confirmed. */
+  readonly skip: number;
+}
+
+/** Lines read for the writer; hand it back to `confirm()` once InfluxDB took (or dead-lettered) them. */
+export interface SpoolBatch {
+  readonly lines: readonly string[];
+  readonly start: SpoolCursor;
+  readonly end: SpoolCursor;
+}
+
+interface Segment {
+  readonly id: number;
+  /** Bytes of valid records (the readable end). */
+  size: number;
+  /** Bytes of the file on disk (≥ size when a torn tail was found), for the disk budget. */
+  diskBytes: number;
+}
+
+interface PendingAppend {
+  readonly record: Buffer;
+  readonly count: number;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+const HEADER_BYTES = 12;
+const SEGMENT_SUFFIX = '.seg';
+const CURSOR_FILE = 'cursor';
+const READ_CHUNK_BYTES = 1 << 20;
+
+const segName = (id: number) => `${String(id).padStart(16, '0')}${SEGMENT_SUFFIX}`;
+
+export class Spool {
+  private readonly segments: Segment[] = [];
+  private cursor: SpoolCursor;
+  private active: { seg: Segment; fh: FileHandle } | undefined;
+  private pending: PendingAppend[] = [];
+  private pendingBytes = 0;
+  private committing: Promise<void> | undefined;
+  private closed = false;
+  private backlog = 0;
+  private dataWaiters: (() => void)[] = [];
+  private readonly segmentBytes: number;
+  private readonly maxGroupBytes: number;
+  /** Number of fdatasync calls so far (for benchmarks and tests of group commit). */
+  syncs = 0;
+
+  private constructor(
+    private readonly options: SpoolOptions,
+    private readonly cursorFh: FileHandle,
+    cursor: SpoolCursor,
+  ) {
+    this.cursor = cursor;
+    this.segmentBytes =
+      options.segmentBytes ?? Math.min(64 << 20, Math.max(4096, Math.floor(options.maxBytes / 16)));
+    this.maxGroupBytes = options.maxGroupBytes ?? 8 << 20;
+  }
+
+  /** Opens (or creates) the spool and recovers what was not confirmed. */
+  static async open(options: SpoolOptions): Promise<Spool> {
+    await mkdir(options.dir, { recursive: true });
+    const cursorFh = await open(join(options.dir, CURSOR_FILE), 'a+');
+    const buf = Buffer.alloc(24);
+    await cursorFh.read(buf, 0, 24, 0);
+    let cursor: SpoolCursor = { seg: 0, off: 0, skip: 0 };
+    if (buf.readUInt32LE(20) === crc32(buf.subarray(0, 20)) && buf.readUInt32LE(20) !== 0) {
+      cursor = { seg: buf.readDoubleLE(0), off: buf.readUInt32LE(8), skip: buf.readUInt32LE(12) };
+    }
+    // 'a+' appends on write; reopen for positional in-place writes.
+    await cursorFh.close();
+    const spool = new Spool(options, await open(join(options.dir, CURSOR_FILE), 'r+'), cursor);
+    await spool.recover();
+    return spool;
+  }
+
+  /** Lines accepted and not yet confirmed. */
+  get backlogPoints(): number {
+    return this.backlog;
+  }
+
+  /** Bytes of segment files on disk (what counts against maxBytes). */
+  get bytes(): number {
+    let total = 0;
+    for (const s of this.segments) total += s.diskBytes;
+    return total + this.pendingBytes;
+  }
+
+  get maxBytes(): number {
+    return this.options.maxBytes;
+  }
+
+  /**
+   * Appends lines durably. Resolves once they are on disk (fdatasync), together with every other
+   * append of the same group. Rejects with E_SPOOL_FULL at the disk limit (nothing is stored) and
+   * with E_STORAGE when the spool is closed or the disk fails.
+   * Lines must not contain "\n" (line-protocol.ts guarantees it).
+   */
+  append(lines: readonly string[]): Promise<void> {
+    if (this.closed) return Promise.reject(new TelebridgeError(ERROR_CODES.storage, 'spool is closed'));
+    if (lines.length === 0) return Promise.resolve();
+    const payload = Buffer.from(lines.join('\n'), 'utf8');
+    const record = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+    record.writeUInt32LE(payload.length, 0);
+    record.writeUInt32LE(crc32(payload), 4);
+    record.writeUInt32LE(lines.length, 8);
+    payload.copy(record, HEADER_BYTES);
+    if (this.bytes + record.length > this.options.maxBytes) {
+      return Promise.reject(
+        new TelebridgeError(
+          ERROR_CODES.spoolFull,
+          `spool full: ${this.bytes} of ${this.options.maxBytes} bytes (BRIDGE_SPOOL_MAX_BYTES) in use`,
+        ),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ record, count: lines.length, resolve, reject });
+      this.pendingBytes += record.length;
+      this.kick();
+    });
+  }
+
+  /** Starts the commit loop unless it runs; appends that raced with its end start it again. */
+  private kick(): void {
+    if (this.committing) return;
+    this.committing = this.commitLoop().finally(() => {
+      this.committing = undefined;
+      if (this.pending.length > 0) this.kick();
+    });
+  }
+
+  /**
+   * Reads up to `maxLines` of the oldest unconfirmed lines, or undefined when there are none.
+   * Only one reader: the next `read()` starts again at the confirmed position, so a batch that was
+   * not confirmed is read again (the writer's retry).
+   */
+  async read(maxLines: number): Promise<SpoolBatch | undefined> {
+    const lines: string[] = [];
+    const start = this.normalise(this.cursor);
+    let { seg, off, skip } = start;
+    let fh: FileHandle | undefined;
+    let fhSeg = -1;
+    try {
+      while (lines.length < maxLines) {
+        const segment = this.segments.find((s) => s.id === seg);
+        if (!segment || off >= segment.size) {
+          const next = this.segments.find((s) => s.id > seg);
+          if (!next || (segment && segment === this.active?.seg)) break;
+          seg = next.id;
+          off = 0;
+          skip = 0;
+          continue;
+        }
+        if (fhSeg !== seg) {
+          await fh?.close();
+          fh = await open(join(this.options.dir, segName(seg)), 'r');
+          fhSeg = seg;
+        }
+        const header = Buffer.alloc(HEADER_BYTES);
+        await fh!.read(header, 0, HEADER_BYTES, off);
+        const len = header.readUInt32LE(0);
+        const payload = Buffer.alloc(len);
+        await fh!.read(payload, 0, len, off + HEADER_BYTES);
+        const recordLines = payload.toString('utf8').split('\n');
+        const take = Math.min(maxLines - lines.length, recordLines.length - skip);
+        for (let i = skip; i < skip + take; i++) lines.push(recordLines[i] as string);
+        if (skip + take >= recordLines.length) {
+          off += HEADER_BYTES + len;
+          skip = 0;
+        } else skip += take;
+      }
+    } finally {
+      await fh?.close();
+    }
+    if (lines.length === 0) return undefined;
+    return { lines, start, end: { seg, off, skip } };
+  }
+
+  /**
+   * Confirms a batch from `read()`: its lines are gone for good, fully read segments are deleted.
+   * Batches must be confirmed in the order they were read.
+   */
+  async confirm(batch: SpoolBatch): Promise<void> {
+    this.cursor = this.normalise(batch.end);
+    this.backlog = Math.max(0, this.backlog - batch.lines.length);
+    const buf = Buffer.alloc(24);
+    buf.writeDoubleLE(this.cursor.seg, 0);
+    buf.writeUInt32LE(this.cursor.off, 8);
+    buf.writeUInt32LE(this.cursor.skip, 12);
+    buf.writeUInt32LE(0, 16);
+    buf.writeUInt32LE(crc32(buf.subarray(0, 20)), 20);
+    await this.cursorFh.write(buf, 0, 24, 0);
+    while (this.segments.length > 1 && (this.segments[0] as Segment).id < this.cursor.seg) {
+      const old = this.segments.shift() as Segment;
+      await unlink(join(this.options.dir, segName(old.id))).catch(() => {});
+    }
+  }
+
+  /** Resolves when there is something to read (at once if there is), or when `signal` aborts. */
+  waitForData(signal?: AbortSignal): Promise<void> {
+    if (this.backlog > 0 || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      this.dataWaiters.push(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Rejects new appends, finishes the commits in flight, releases the files. Data stays on disk. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.committing) await this.committing;
+    await this.active?.fh.close();
+    this.active = undefined;
+    await this.cursorFh.close();
+    for (const wake of this.dataWaiters.splice(0)) wake();
+  }
+
+  /** Past the end of a sealed segment means the start of the next one. */
+  private normalise(c: SpoolCursor): SpoolCursor {
+    let cur = c;
+    for (;;) {
+      const i = this.segments.findIndex((s) => s.id >= cur.seg);
+      const segment = this.segments[i];
+      if (!segment) return cur;
+      if (segment.id > cur.seg) return { seg: segment.id, off: 0, skip: 0 };
+      const next = this.segments[i + 1];
+      if (cur.off < segment.size || !next || segment === this.active?.seg) return cur;
+      cur = { seg: next.id, off: 0, skip: 0 };
+    }
+  }
+
+  private async commitLoop(): Promise<void> {
+    while (this.pending.length > 0) {
+      let groupBytes = 0;
+      let n = 0;
+      while (n < this.pending.length && (n === 0 || groupBytes < this.maxGroupBytes)) {
+        groupBytes += (this.pending[n] as PendingAppend).record.length;
+        n++;
+      }
+      const group = this.pending.splice(0, n);
+      const data =
+        group.length === 1 ? (group[0] as PendingAppend).record : Buffer.concat(group.map((p) => p.record));
+      let active: { seg: Segment; fh: FileHandle } | undefined;
+      try {
+        active = await this.activeSegment();
+        let written = 0;
+        while (written < data.length) {
+          const { bytesWritten } = await active.fh.write(
+            data,
+            written,
+            data.length - written,
+            active.seg.size + written,
+          );
+          written += bytesWritten;
+        }
+        await active.fh.datasync();
+        this.syncs++;
+      } catch (err) {
+        this.pendingBytes -= groupBytes;
+        // The bytes may be partly on disk: seal this segment so nothing is ever appended after them.
+        if (active) {
+          active.seg.diskBytes += data.length;
+          await active.fh.close().catch(() => {});
+          if (this.active === active) this.active = undefined;
+        }
+        const error = new TelebridgeError(
+          ERROR_CODES.storage,
+          `spool write failed: ${(err as Error).message}`,
+          {
+            cause: err,
+          },
+        );
+        for (const p of group) p.reject(error);
+        continue;
+      }
+      active.seg.size += data.length;
+      active.seg.diskBytes += data.length;
+      this.pendingBytes -= groupBytes;
+      for (const p of group) this.backlog += p.count;
+      for (const p of group) p.resolve();
+      for (const wake of this.dataWaiters.splice(0)) wake();
+    }
+  }
+
+  /** The segment appends go to; starts a new one past segmentBytes (and at the first append). */
+  private async activeSegment(): Promise<{ seg: Segment; fh: FileHandle }> {
+    if (this.active && this.active.seg.size < this.segmentBytes) return this.active;
+    await this.active?.fh.close();
+    const last = this.segments[this.segments.length - 1];
+    // Past the cursor too: a cursor may name a segment that was already deleted.
+    const seg: Segment = { id: Math.max(last?.id ?? 0, this.cursor.seg) + 1, size: 0, diskBytes: 0 };
+    const fh = await open(join(this.options.dir, segName(seg.id)), 'wx');
+    // The new file's directory entry must be durable before anything in it is acknowledged.
+    const dirFh = await open(this.options.dir, 'r');
+    try {
+      await dirFh.sync();
+    } finally {
+      await dirFh.close();
+    }
+    this.segments.push(seg);
+    this.active = { seg, fh };
+    return this.active;
+  }
+
+  private async recover(): Promise<void> {
+    const names = (await readdir(this.options.dir)).filter((n) => n.endsWith(SEGMENT_SUFFIX)).sort();
+    for (const name of names) {
+      const id = Number.parseInt(name, 10);
+      if (!Number.isSafeInteger(id)) continue;
+      if (id < this.cursor.seg) {
+        await unlink(join(this.options.dir, name)).catch(() => {});
+        continue;
+      }
+      const { size, diskBytes, lines } = await scanSegment(
+        join(this.options.dir, name),
+        id === this.cursor.seg ? this.cursor : undefined,
+      );
+      this.segments.push({ id, size, diskBytes });
+      this.backlog += lines;
+    }
+    this.cursor = this.normalise(this.cursor);
+  }
+}
+
+/**
+ * Walks a segment's records with checksums; returns the readable size, the file size and the number
+ * of lines at or after `from` (all lines when undefined).
+ */
+async function scanSegment(
+  path: string,
+  from: SpoolCursor | undefined,
+): Promise<{ size: number; diskBytes: number; lines: number }> {
+  const fh = await open(path, 'r');
+  try {
+    const diskBytes = (await fh.stat()).size;
+    let off = 0;
+    let lines = 0;
+    let buf = Buffer.alloc(READ_CHUNK_BYTES);
+    let bufStart = 0;
+    let bufLen = 0;
+    const ensure = async (at: number, n: number): Promise<boolean> => {
+      if (at + n > diskBytes) return false;
+      if (at >= bufStart && at + n <= bufStart + bufLen) return true;
+      if (n > buf.length) buf = Buffer.alloc(n);
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, diskBytes - at), at);
+      bufStart = at;
+      bufLen = bytesRead;
+      return bytesRead >= n;
+    };
+    while (await ensure(off, HEADER_BYTES)) {
+      const h = off - bufStart;
+      const len = buf.readUInt32LE(h);
+      const crc = buf.readUInt32LE(h + 4);
+      const count = buf.readUInt32LE(h + 8);
+      if (count === 0 || !(await ensure(off, HEADER_BYTES + len))) break;
+      const p = off - bufStart + HEADER_BYTES;
+      if (crc32(buf.subarray(p, p + len)) !== crc) break;
+      if (!from || off > from.off) lines += count;
+      else if (off === from.off) lines += Math.max(0, count - from.skip);
+      off += HEADER_BYTES + len;
+    }
+    return { size: off, diskBytes, lines };
+  } finally {
+    await fh.close();
+  }
+}
