@@ -95,6 +95,9 @@ const envSchema = z.object({
   /** Live channel: send-buffer soft limit (conflate) and hard limit (close 1013), bytes. */
   BRIDGE_LIVE_SOFT_LIMIT: positiveInt.default(256 * 1024),
   BRIDGE_LIVE_HARD_LIMIT: positiveInt.default(4 * 1024 * 1024),
+  /** Live channel: inbound messages per second per connection (token bucket rate) and burst. */
+  BRIDGE_LIVE_RATE: positiveInt.default(20),
+  BRIDGE_LIVE_BURST: positiveInt.default(50),
   /** Allowed `Origin`s for /live and /live/sse, comma-separated; empty = any. */
   BRIDGE_ALLOWED_ORIGINS: z.string().default(''),
   /** Redis for scale-out; unset = single instance. */
@@ -139,6 +142,9 @@ export interface Config {
     readonly historyBytes: number;
     readonly softLimitBytes: number;
     readonly hardLimitBytes: number;
+    /** Inbound messages per second per connection, and burst (`rate_limited` beyond). */
+    readonly rate: number;
+    readonly burst: number;
     readonly allowedOrigins: readonly string[];
   };
   readonly redisUrl: string | undefined;
@@ -297,6 +303,8 @@ function toConfig(e: Env): Config {
       historyBytes: e.BRIDGE_LIVE_HISTORY_BYTES,
       softLimitBytes: e.BRIDGE_LIVE_SOFT_LIMIT,
       hardLimitBytes: e.BRIDGE_LIVE_HARD_LIMIT,
+      rate: e.BRIDGE_LIVE_RATE,
+      burst: e.BRIDGE_LIVE_BURST,
       allowedOrigins: e.BRIDGE_ALLOWED_ORIGINS.split(',')
         .map((o) => o.trim())
         .filter(Boolean),
