@@ -24,7 +24,7 @@ export class DeviceList {
   private filter = '';
   private selected: string | undefined;
 
-  constructor(private readonly options: DeviceListOptions) {
+  constructor(options: DeviceListOptions) {
     this.viewport = options.container;
     this.spacer = document.createElement('div');
     this.spacer.className = 'spacer';
