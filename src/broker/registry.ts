@@ -92,6 +92,10 @@ export class Registry {
     return true;
   }
 
+  hasDevice(id: string): boolean {
+    return Object.hasOwn(this.data.devices, id);
+  }
+
   listDevices(): { id: string; createdAt: string }[] {
     return Object.entries(this.data.devices).map(([id, d]) => ({ id, createdAt: d.createdAt }));
   }
@@ -147,8 +151,9 @@ export class Registry {
    */
   async authenticate(username: string, password: Buffer): Promise<Identity | undefined> {
     await this.reload(false);
-    const device = this.data.devices[username];
-    const user = device ? undefined : this.data.users[username];
+    // Names come from the wire: own properties only ('constructor' is not a device).
+    const device = Object.hasOwn(this.data.devices, username) ? this.data.devices[username] : undefined;
+    const user = device || !Object.hasOwn(this.data.users, username) ? undefined : this.data.users[username];
     const record = device ?? user;
     if (!record) {
       // Spend the same effort as a real check so unknown names cannot be told apart by timing.

@@ -1,0 +1,169 @@
+/**
+ * The composition root: config → storage → pipeline → broker → live channel → listeners; closed in
+ * reverse. `main.ts` runs one of these per process; tests start several in one process.
+ */
+import type { Server } from 'node:net';
+import { hostname } from 'node:os';
+import { openTokenService } from './auth/tokens.js';
+import { createLiveChannel } from './bridge/live/index.js';
+import type { LiveChannel } from './bridge/live/types.js';
+import { openStorage } from './bridge/open-storage.js';
+import { Pipeline } from './bridge/pipeline.js';
+import { SelfMetrics } from './bridge/self-metrics.js';
+import { type Broker, createBroker } from './broker/broker.js';
+import { ConnectionLimiter } from './broker/listeners/connection-limiter.js';
+import { type HttpRoutes, startHttpListener } from './broker/listeners/http.js';
+import { boundPort, closeServer } from './broker/listeners/listen.js';
+import { startMqttListener } from './broker/listeners/tcp.js';
+import { Registry } from './broker/registry.js';
+import type { Config } from './config.js';
+import { createLogger, type Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { opsRoutes } from './ops.js';
+import { loadSchemas } from './schemas/registry.js';
+
+export interface BridgeHandle {
+  readonly config: Config;
+  /** The bound ports (differ from the config when it asked for port 0). */
+  readonly ports: { readonly mqtt: number; readonly mqtts?: number; readonly http: number };
+  readonly metrics: Metrics;
+  readonly broker: Broker;
+  readonly live: LiveChannel;
+  /** Graceful stop, as on SIGTERM: stop accepting, close peers, flush storage within the grace period. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly log?: Logger;
+}
+
+/** How often a warning is logged while BRIDGE_AUTH=off. */
+const AUTH_OFF_WARNING_MS = 60_000;
+
+/**
+ * Starts a bridge.
+ * @example
+ * const bridge = await startBridge(loadConfig(process.env));
+ * process.once('SIGTERM', () => bridge.close());
+ */
+export async function startBridge(config: Config, options: StartOptions = {}): Promise<BridgeHandle> {
+  const log = options.log ?? createLogger(config.logLevel);
+  const metrics = createMetrics();
+  const schemas = loadSchemas(config.schemas, config.schemaDir);
+  const registry = await Registry.open(config.dataDir);
+  const tokens = await openTokenService(config.dataDir);
+  const storage = await openStorage({ config, log: log.child({ module: 'storage' }), metrics });
+  if (!storage) log.info('storage off: INFLUX_URL is not set; readings are streamed live but not stored');
+
+  const timers: NodeJS.Timeout[] = [];
+  if (!config.auth) {
+    const warn = () =>
+      log.warn('BRIDGE_AUTH=off: every client may connect and use every topic; never in production');
+    warn();
+    timers.push(setInterval(warn, AUTH_OFF_WARNING_MS).unref());
+  }
+
+  const rejectionType = schemas.type('telemetry.v1.Rejection');
+  const commandType = schemas.type('telemetry.v1.Command');
+  let pipeline: Pipeline | undefined;
+  const broker = await createBroker({
+    config,
+    log: log.child({ module: 'broker' }),
+    metrics,
+    registry,
+    schemas,
+    pipeline: () => pipeline!,
+  });
+  pipeline = new Pipeline({
+    config,
+    log: log.child({ module: 'pipeline' }),
+    metrics,
+    schemas,
+    storage,
+    sendRejection: (deviceId, rejection) =>
+      broker.publish(`devices/${deviceId}/errors`, Buffer.from(rejectionType.encode(rejection).finish()), 1),
+    disconnect: (clientId, why) => broker.disconnect(clientId, why),
+  });
+  const live = createLiveChannel({
+    config,
+    log: log.child({ module: 'live' }),
+    metrics,
+    tokens,
+    sendCommand: async (deviceId, command) => {
+      broker.publish(`devices/${deviceId}/commands`, Buffer.from(commandType.encode(command).finish()), 1);
+    },
+  });
+  pipeline.live = live;
+
+  if (storage && config.influx && config.influx.selfMetricsMs > 0) {
+    const self = new SelfMetrics(metrics, { instance: hostname() });
+    const p = pipeline;
+    timers.push(
+      setInterval(() => {
+        self.lines().then(
+          (lines) => p.store(lines),
+          (err: Error) => log.warn({ err: err.message }, 'self metrics not stored'),
+        );
+      }, config.influx.selfMetricsMs).unref(),
+    );
+  }
+
+  let listening = false;
+  const limiter = new ConnectionLimiter(config.limits.maxConnections, config.limits.maxConnectionsPerIp);
+  const routes: HttpRoutes = {
+    request: [
+      opsRoutes(metrics, () => {
+        if (!listening) return { ok: false, reason: 'listeners are starting or stopping' };
+        const s = storage?.readiness();
+        return s && !s.ok ? { ok: false, reason: s.reason ?? 'storage not ready' } : { ok: true };
+      }),
+      (req, res) => live.handleRequest(req, res),
+    ],
+    upgrade: new Map([['/live', (req, socket, head) => live.handleUpgrade(req, socket, head)]]),
+  };
+  const servers: Server[] = [];
+  try {
+    servers.push(await startMqttListener('tcp', config, broker, limiter));
+    if (config.tls) servers.push(await startMqttListener('tls', config, broker, limiter));
+    servers.push(await startHttpListener(config, broker, limiter, routes));
+  } catch (err) {
+    await Promise.all(servers.map(closeServer));
+    await broker.close();
+    await storage?.close(0);
+    throw err;
+  }
+  listening = true;
+  const [tcpServer, second, third] = servers;
+  const httpServer = (third ?? second)!;
+  const ports = {
+    mqtt: boundPort(tcpServer!),
+    ...(third ? { mqtts: boundPort(second!) } : {}),
+    http: boundPort(httpServer),
+  };
+  log.info({ ports, host: config.host, tls: Boolean(config.tls), auth: config.auth }, 'telebridge listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    config,
+    ports,
+    metrics,
+    broker,
+    live,
+    close() {
+      closing ??= (async () => {
+        listening = false;
+        for (const t of timers) clearInterval(t);
+        // Stop accepting first, then close peers (devices get their socket closed after what they
+        // were sent), then give storage its grace period.
+        const stopped = Promise.all(servers.map(closeServer));
+        await live.close();
+        await broker.close();
+        for (const s of servers) (s as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+        await stopped;
+        await storage?.close(config.shutdownGraceMs);
+        log.info('telebridge stopped');
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,197 @@
+/**
+ * Aedes with telebridge's policy in its hooks. The broker owns no socket: listeners hand it guarded
+ * streams (`handle`). Authentication, topic rights and the pipeline run in Aedes's hooks; a message
+ * the pipeline rejects is acknowledged and then routed to a topic nobody can receive.
+ */
+
+import type { IncomingMessage } from 'node:http';
+import { TLSSocket } from 'node:tls';
+import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client, type Connection } from 'aedes';
+import type { Pipeline } from '../bridge/pipeline.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { SchemaRegistry } from '../schemas/registry.js';
+import { GuardedStream } from './guard.js';
+import { LoginThrottle } from './login-throttle.js';
+import type { Identity, Registry } from './registry.js';
+import { canPublish, canSubscribe } from './rights.js';
+
+/** Where rejected messages go after their PUBACK: a `$` topic no filter of a client can reach. */
+export const DISCARD_TOPIC = '$telebridge/discarded';
+
+export type ListenerName = 'tcp' | 'tls' | 'ws';
+
+export interface BrokerDeps {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly registry: Registry;
+  readonly schemas: SchemaRegistry;
+  readonly pipeline: () => Pipeline;
+}
+
+export interface Broker {
+  readonly aedes: Aedes;
+  /** Wraps a client stream in the packet guard and hands it to Aedes. */
+  handle(stream: Connection, listener: ListenerName, req?: IncomingMessage): void;
+  /** Publishes from the bridge itself (rejections, commands). */
+  publish(topic: string, payload: Buffer, qos: 0 | 1): void;
+  disconnect(clientId: string, why: string): void;
+  close(): Promise<void>;
+}
+
+/** Seconds a flooding client is refused after being disconnected. */
+const FLOOD_BAN_MS = 30_000;
+
+function authError(message: string, returnCode: number): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+export async function createBroker(deps: BrokerDeps): Promise<Broker> {
+  const { config, log, metrics, registry } = deps;
+  const identities = new WeakMap<Client, Identity>();
+  const persistentEmptyId = new WeakSet<Client>();
+  const addresses = new WeakMap<Client, string>();
+  const banned = new Map<string, number>();
+  const throttle = new LoginThrottle();
+
+  const aedes = await Aedes.createBroker({
+    concurrency: 100,
+    // A subscriber that stops reading is dropped within seconds instead of stalling delivery.
+    drainTimeout: config.limits.drainTimeoutMs,
+    connectTimeout: config.limits.connectTimeoutMs,
+    keepaliveLimit: config.limits.keepaliveLimitS,
+    maxClientsIdLength: 128,
+    maxTopicLevels: 32,
+    heartbeatInterval: 60_000,
+
+    preConnect(client, packet, callback) {
+      // [MQTT-3.1.3-8] a zero-byte client id with CleanSession 0 gets CONNACK 2; Aedes would invent one.
+      if (!packet.clientId && !packet.clean) persistentEmptyId.add(client);
+      callback(null, true);
+    },
+
+    authenticate(client, username, password, done) {
+      if (persistentEmptyId.has(client))
+        return done(authError('empty client id needs clean session', 2), false);
+      const bannedUntil = banned.get(client.id);
+      if (bannedUntil !== undefined) {
+        if (bannedUntil > Date.now()) return done(authError('temporarily refused after flooding', 3), false);
+        banned.delete(client.id);
+      }
+      if (!config.auth) return done(null, true);
+      const address = addresses.get(client) ?? 'unknown';
+      const certificateName = verifiedCertificateName(client);
+      const attempt = async (): Promise<Identity | undefined> => {
+        if (
+          certificateName &&
+          (!username || username === certificateName) &&
+          registry.hasDevice(certificateName)
+        ) {
+          return { kind: 'device', id: certificateName };
+        }
+        if (!username || !password) return undefined;
+        return registry.authenticate(username, password);
+      };
+      throttle
+        .run(address, attempt)
+        .then((identity) => {
+          if (!identity) return done(authError('bad user name or password', 4), false);
+          if (identity.kind === 'device' && client.id !== identity.id) {
+            return done(authError(`client id must be the device id '${identity.id}'`, 2), false);
+          }
+          const will = (client as unknown as { _will?: { topic: string } })._will;
+          if (will && !canPublish(identity, will.topic)) {
+            return done(authError(`will topic '${will.topic}' is not allowed`, 5), false);
+          }
+          identities.set(client, identity);
+          done(null, true);
+        })
+        .catch((err: Error) => {
+          log.error({ err, clientId: client.id }, 'authentication failed with an error');
+          done(authError('server unavailable', 3), false);
+        });
+    },
+
+    authorizePublish(client, packet, callback) {
+      // Aedes publishes wills of clients that are gone with client = null; their rights were
+      // checked at CONNECT.
+      const identity = client ? identities.get(client) : undefined;
+      if (client && config.auth && !canPublish(identity, packet.topic)) {
+        // [MQTT-3.3.5-2] a publish the server does not allow: MQTT 3.1.1 has no negative PUBACK,
+        // so the connection is closed.
+        return callback(new Error(`not authorized to publish to '${packet.topic}'`));
+      }
+      if (packet.topic.startsWith('$')) return callback(new Error('publishing to $ topics is not allowed'));
+      deps
+        .pipeline()
+        .handle(client?.id ?? '', packet.topic, packet.payload as Buffer)
+        .then((outcome) => {
+          if (outcome === 'discard') {
+            packet.topic = DISCARD_TOPIC;
+            packet.retain = false;
+          }
+          callback(null);
+        }, callback);
+    },
+
+    authorizeSubscribe(client, subscription, callback) {
+      const identity = identities.get(client);
+      if (
+        subscription.topic.startsWith('$telebridge') ||
+        (config.auth && !canSubscribe(identity, subscription.topic))
+      ) {
+        return callback(null, null); // SUBACK 0x80
+      }
+      callback(null, subscription);
+    },
+
+    authorizeForward(_client, packet: AedesPublishPacket) {
+      return packet.topic === DISCARD_TOPIC ? null : packet;
+    },
+  });
+
+  aedes.on('clientDisconnect', (client) => deps.pipeline().forget(client.id));
+  aedes.on('clientError', (client, err) =>
+    log.debug({ clientId: client.id, err: err.message }, 'client error'),
+  );
+  aedes.on('connectionError', (client, err) =>
+    log.debug({ clientId: client?.id, err: err.message }, 'connection error'),
+  );
+
+  const noop = () => {};
+  return {
+    aedes,
+    handle(stream, listener, req) {
+      metrics.connections.inc({ listener });
+      const guarded = new GuardedStream(stream as GuardedStream['inner'], {
+        maxPacketBytes: config.maxPacketBytes,
+        onViolation: (err) =>
+          log.warn({ listener, err: err.message }, 'connection closed by the packet guard'),
+      });
+      guarded.once('close', () => metrics.connections.dec({ listener }));
+      const client = aedes.handle(guarded, req);
+      const address = (stream as { remoteAddress?: string }).remoteAddress ?? req?.socket.remoteAddress;
+      if (address) addresses.set(client, address);
+    },
+    publish(topic, payload, qos) {
+      aedes.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, noop);
+    },
+    disconnect(clientId, why) {
+      banned.set(clientId, Date.now() + FLOOD_BAN_MS);
+      log.warn({ clientId, why }, 'client disconnected');
+      (aedes as unknown as { clients: Record<string, Client> }).clients[clientId]?.close();
+    },
+    close: () => new Promise<void>((resolve) => aedes.close(() => resolve())),
+  };
+}
+
+/** The CN of a client certificate verified against BRIDGE_TLS_CA, if any. */
+function verifiedCertificateName(client: Client): string | undefined {
+  const conn = (client as unknown as { conn?: { inner?: unknown } }).conn;
+  const socket = conn?.inner;
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
+  const cn = socket.getPeerCertificate().subject?.CN;
+  return typeof cn === 'string' ? cn : undefined;
+}

@@ -1,0 +1,90 @@
+/**
+ * The one HTTP(S) server of the bridge. Upgrades are routed by path: `/mqtt` (MQTT over WebSocket,
+ * subprotocol `mqtt` or `mqttv3.1` required) and `/live` (the browser channel); requests go to the
+ * operational endpoints, then the live channel (`/live/sse`, `/`, assets), else 404.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import websocketStream from 'websocket-stream';
+import { WebSocketServer } from 'ws';
+import type { Config } from '../../config.js';
+import type { Broker } from '../broker.js';
+import type { ConnectionLimiter } from './connection-limiter.js';
+import { listen } from './listen.js';
+
+export interface HttpRoutes {
+  /** Handles a request it owns and returns true. */
+  request: Array<(req: IncomingMessage, res: ServerResponse) => boolean>;
+  /** Upgrade handlers by exact path, besides `/mqtt`. */
+  upgrade: Map<string, (req: IncomingMessage, socket: Duplex, head: Buffer) => void>;
+}
+
+export const MQTT_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const;
+
+/** Writes a bare HTTP response on a socket that was not upgraded, then closes it. */
+export function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
+  const body = `${reason}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+export async function startHttpListener(
+  config: Config,
+  broker: Broker,
+  limiter: ConnectionLimiter,
+  routes: HttpRoutes,
+): Promise<Server> {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: config.maxPacketBytes,
+    perMessageDeflate: false,
+    handleProtocols: (protocols) => MQTT_SUBPROTOCOLS.find((p) => protocols.has(p)) ?? false,
+  });
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    for (const handle of routes.request) if (handle(req, res)) return;
+    res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+  };
+  const server: Server = config.tls
+    ? createHttpsServer(
+        { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) },
+        onRequest,
+      )
+    : createHttpServer(onRequest);
+  // Short deadlines: a client that trickles headers cannot hold a socket.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/mqtt') {
+      const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+      if (!offered.some((p) => (MQTT_SUBPROTOCOLS as readonly string[]).includes(p))) {
+        return refuseUpgrade(socket, 400, 'Bad Request: subprotocol mqtt required');
+      }
+      const release = limiter.admit(req.socket.remoteAddress);
+      if (!release) return refuseUpgrade(socket, 503, 'Service Unavailable');
+      socket.once('close', release);
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        broker.handle(websocketStream(ws, { binary: true }), 'ws', req);
+      });
+      return;
+    }
+    const handler = path ? routes.upgrade.get(path) : undefined;
+    if (handler) return handler(req, socket, head);
+    refuseUpgrade(socket, 404, 'Not Found');
+  });
+
+  await listen(server, config.httpPort, config.host);
+  return server;
+}

@@ -1,0 +1,49 @@
+/**
+ * MQTT over TCP and over TLS: each accepted socket is counted against the connection caps and
+ * handed to the broker. With BRIDGE_TLS_CA, client certificates are requested and verified; a
+ * verified certificate whose CN names a device authenticates it without a password.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { Config } from '../../config.js';
+import type { Broker, ListenerName } from '../broker.js';
+import type { ConnectionLimiter } from './connection-limiter.js';
+import { listen } from './listen.js';
+
+export async function startMqttListener(
+  kind: Extract<ListenerName, 'tcp' | 'tls'>,
+  config: Config,
+  broker: Broker,
+  limiter: ConnectionLimiter,
+): Promise<Server> {
+  const onSocket = (socket: Socket) => {
+    const release = limiter.admit(socket.remoteAddress);
+    if (!release) {
+      socket.destroy();
+      return;
+    }
+    socket.once('close', release);
+    socket.setNoDelay(true);
+    broker.handle(socket, kind);
+  };
+  let server: Server;
+  if (kind === 'tls') {
+    const tls = config.tls!;
+    server = createTlsServer(
+      {
+        cert: readFileSync(tls.certFile),
+        key: readFileSync(tls.keyFile),
+        ...(tls.caFile ? { ca: readFileSync(tls.caFile), requestCert: true, rejectUnauthorized: false } : {}),
+        handshakeTimeout: config.limits.connectTimeoutMs,
+      },
+      onSocket,
+    );
+    // A failed handshake is the client's problem; it must not reach the process.
+    server.on('tlsClientError', () => {});
+  } else {
+    server = createNetServer(onSocket);
+  }
+  await listen(server, kind === 'tls' ? config.mqttsPort : config.mqttPort, config.host);
+  return server;
+}
