@@ -1,0 +1,82 @@
+/**
+ * Provisioning of a simulated fleet in the bridge's data directory (src/broker/registry.ts), and the
+ * fleet file that keeps the devices' secrets (the registry stores only hashes).
+ *
+ * Fleet file (JSON, mode 0600): `{ "version": 1, "devices": [{ "id": "sim-00001", "secret": "…" }] }`.
+ * Re-running with the same file reuses its devices; a device that exists in the registry but whose
+ * secret is unknown is re-created (it is a simulator device, named by our prefix).
+ *
+ * Cost: the registry hashes each secret with scrypt (~40 ms) and rewrites its file per device, so
+ * provisioning is sequential at roughly 20 devices/s; big fleets should keep their fleet file, or run
+ * against a bridge with BRIDGE_AUTH=off.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Registry } from '../src/broker/registry.js';
+import type { FleetDevice } from './fleet.js';
+
+export interface FleetFile {
+  version: 1;
+  devices: { id: string; secret: string }[];
+}
+
+/** `prefix` + zero-padded index (1-based), e.g. sim-00001. */
+export function fleetIds(prefix: string, count: number): string[] {
+  const width = Math.max(5, String(count).length);
+  return Array.from({ length: count }, (_, i) => `${prefix}${String(i + 1).padStart(width, '0')}`);
+}
+
+export async function readFleetFile(path: string): Promise<Map<string, string>> {
+  try {
+    const file = JSON.parse(await readFile(path, 'utf8')) as FleetFile;
+    if (file.version !== 1 || !Array.isArray(file.devices))
+      throw new Error(`${path}: not a fleet file (version 1)`);
+    return new Map(file.devices.map((d) => [d.id, d.secret]));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    throw err;
+  }
+}
+
+async function writeFleetFile(path: string, secrets: Map<string, string>): Promise<void> {
+  const file: FleetFile = { version: 1, devices: [...secrets].map(([id, secret]) => ({ id, secret })) };
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(file, null, 1)}\n`, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/**
+ * Makes sure every id exists in the data directory's registry with a secret known to the fleet file.
+ * @returns the devices with their secrets, in the order of `ids`.
+ */
+export async function provisionFleet(options: {
+  dataDir: string;
+  ids: readonly string[];
+  fleetFile: string;
+  onProgress?: (done: number, total: number) => void;
+}): Promise<FleetDevice[]> {
+  const secrets = await readFleetFile(options.fleetFile);
+  const registry = await Registry.open(options.dataDir);
+  const existing = new Set(registry.listDevices().map((d) => d.id));
+  let changed = 0;
+  for (const [i, id] of options.ids.entries()) {
+    if (existing.has(id) && secrets.has(id)) continue;
+    if (existing.has(id)) await registry.removeDevice(id);
+    secrets.set(id, await registry.addDevice(id));
+    // Save as we go: a secret that is not written down is lost (only its hash is stored).
+    if (++changed % 100 === 0) await writeFleetFile(options.fleetFile, secrets);
+    options.onProgress?.(i + 1, options.ids.length);
+  }
+  if (changed > 0) await writeFleetFile(options.fleetFile, secrets);
+  return options.ids.map((id) => ({ id, secret: secrets.get(id)! }));
+}
+
+/** The devices of a fleet file (for runs without --provision). Unknown ids have no secret. */
+export async function fleetFromFile(path: string, ids: readonly string[]): Promise<FleetDevice[]> {
+  const secrets = await readFleetFile(path);
+  return ids.map((id) => {
+    const secret = secrets.get(id);
+    return secret === undefined ? { id } : { id, secret };
+  });
+}
