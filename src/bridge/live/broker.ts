@@ -1,0 +1,51 @@
+/**
+ * The live broker: the one ordering of every streamed message (cursors), the bounded history kept for
+ * resume, and the latest state per feed for snapshots. The in-memory implementation
+ * (`broker-memory.ts`) serves one instance; a Redis Streams implementation (stream IDs as cursors,
+ * shared by all instances) can replace it behind this interface.
+ *
+ * Contract: `publish` assigns the next cursor and builds the message's JSON once; every `onMessage`
+ * listener later receives the same `LiveEvent` (same bytes) in cursor order. An event is in `after()`
+ * and `latest()` before any listener sees it.
+ */
+import type { FeedKind, FeedPattern } from './feeds.js';
+
+/** One message as streamed: built once, sent as-is to every client. */
+export interface LiveEvent {
+  readonly kind: FeedKind;
+  readonly device: string;
+  /** `<kind>/<device>`. */
+  readonly feed: string;
+  /** Opaque, orders every event of the broker. */
+  readonly cursor: string;
+  /** Orders events within the broker's current epoch (for sorting only; never sent). */
+  readonly position: number;
+  /** Sample or status time, Unix ms. */
+  readonly time: number;
+  /** The `telemetry`/`status` message, UTF-8 JSON. */
+  readonly json: Buffer;
+  /** The same object with `type: "snapshot"`, built on first use. */
+  snapshotJson(): Buffer;
+}
+
+export interface PublishInput {
+  readonly kind: FeedKind;
+  readonly device: string;
+  readonly time: number;
+  /** Kind-specific fields after type/feed/device/cursor, e.g. `{ seq, time, values, labels }`. */
+  readonly body: Readonly<Record<string, unknown>>;
+}
+
+export interface LiveBroker {
+  publish(input: PublishInput): void;
+  /**
+   * Up to `limit` events after `since`, in order; `[]` when `since` is the newest; `'gap'` when the
+   * cursor is unknown (another epoch, malformed, or from the future) or older than the history kept.
+   */
+  after(since: string, limit: number): readonly LiveEvent[] | 'gap';
+  /** The latest event of every feed matching one of the patterns, in cursor order. */
+  latest(patterns: readonly FeedPattern[]): LiveEvent[];
+  /** Registers a listener for every published event; returns the unsubscribe function. */
+  onMessage(listener: (event: LiveEvent) => void): () => void;
+  close(): Promise<void>;
+}
