@@ -14,6 +14,10 @@ describe('dashboard rates', () => {
     m.add(1000, t0 + 4100); // current partial second: not counted yet
     assert.equal(m.rate(t0 + 4200), 10);
     assert.equal(m.rate(t0 + 20_000), 0, 'a silent stream drops to zero');
+    const young = new RateMeter(10);
+    young.add(30, t0 + 100);
+    young.add(30, t0 + 1100);
+    assert.equal(young.rate(t0 + 2000), 30, 'a young meter divides by the seconds it has seen');
   });
 
   it('parses bridge_rejected_total across labels and ignores similar names', () => {

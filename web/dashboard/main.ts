@@ -135,7 +135,8 @@ function start(): void {
       selected === undefined ||
       (!client.devices.has(selected) && sortedIds.length > 0 && !params.get('device'))
     ) {
-      selected = sortedIds[0];
+      // The first device with something to chart, else the first device.
+      selected = sortedIds.find((id) => historyStore.get(id) !== undefined) ?? sortedIds[0];
     }
     renderState(client.state, now);
     let online = 0;

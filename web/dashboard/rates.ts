@@ -12,6 +12,7 @@
 export class RateMeter {
   private readonly buckets: number[];
   private currentSecond = 0;
+  private firstSecond = 0;
 
   constructor(private readonly windowS = 10) {
     this.buckets = new Array<number>(windowS).fill(0);
@@ -23,18 +24,26 @@ export class RateMeter {
     this.buckets[i] = (this.buckets[i] ?? 0) + count;
   }
 
-  /** Per second, over the completed seconds of the window (the current partial second is excluded). */
+  /**
+   * Per second, over the completed seconds of the window (the current partial second is excluded;
+   * a meter younger than its window divides by the seconds it has seen).
+   */
   rate(nowMs: number): number {
     this.roll(nowMs);
+    const seconds = Math.min(this.windowS - 1, this.currentSecond - this.firstSecond);
+    if (seconds <= 0) return 0;
     let sum = 0;
-    for (let s = 1; s < this.windowS; s++)
+    for (let s = 1; s <= seconds; s++)
       sum += this.buckets[(this.currentSecond - s + this.windowS) % this.windowS] ?? 0;
-    return sum / (this.windowS - 1);
+    return sum / seconds;
   }
 
   private roll(nowMs: number): void {
     const second = Math.floor(nowMs / 1000);
-    if (this.currentSecond === 0) this.currentSecond = second;
+    if (this.currentSecond === 0) {
+      this.currentSecond = second;
+      this.firstSecond = second;
+    }
     const steps = Math.min(this.windowS, second - this.currentSecond);
     for (let s = 1; s <= steps; s++) this.buckets[(this.currentSecond + s) % this.windowS] = 0;
     if (second > this.currentSecond) this.currentSecond = second;
