@@ -3,7 +3,7 @@
  * bridges in one test process keep separate counts. Names and labels are part of the contract
  * (README "Metrics"); docs/operations.md says what each means.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -71,6 +71,23 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     spoolBytes: new Gauge({
       name: 'bridge_spool_bytes',
       help: 'Bytes the durable spool uses on disk.',
+      registers,
+    }),
+    // Loss ledger (with samplesReceived, samplesRejected, pointsWritten, deadLettered, backlog):
+    // received + statusPoints + spoolRecovered = written + rejected + deadLettered + backlog + samplesRefused
+    statusPoints: new Counter({
+      name: 'bridge_status_points_total',
+      help: 'Points other than samples (status changes) accepted into the spool.',
+      registers,
+    }),
+    samplesRefused: new Counter({
+      name: 'bridge_samples_refused_total',
+      help: 'Samples the spool refused (disk limit reached or closing): not acknowledged, the device resends them.',
+      registers,
+    }),
+    spoolRecovered: new Counter({
+      name: 'bridge_spool_recovered_points_total',
+      help: 'Points found unconfirmed in the spool at start-up (accepted by an earlier run).',
       registers,
     }),
     liveClients: new Gauge({

@@ -1,0 +1,107 @@
+/**
+ * Composition of the storage side: the durable spool (`<dataDir>/spool/`) and the InfluxDB writer
+ * draining it, behind the `Storage` interface the pipeline uses.
+ *
+ * Loss ledger (docs/operations.md): the metrics below add up at every moment to
+ *   bridge_samples_received_total + bridge_status_points_total + bridge_spool_recovered_points_total
+ *   = bridge_influx_points_written_total + bridge_samples_rejected_total
+ *     + bridge_dead_lettered_points_total + bridge_backlog_points + bridge_samples_refused_total
+ * (written/dead-lettered/backlog count every point: samples and status changes).
+ */
+import { join } from 'node:path';
+import type { Config } from '../config.js';
+import { ERROR_CODES, TelebridgeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { InfluxWriter } from './influx-writer.js';
+import { TELEMETRY_MEASUREMENT } from './line-protocol.js';
+import { Spool } from './spool.js';
+import type { Storage, StorageReadiness } from './storage.js';
+
+export interface OpenStorageOptions {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Writer backoff bounds, ms (tests shorten them). Defaults: 250 and 30 000. */
+  readonly minRetryMs?: number;
+  readonly maxRetryMs?: number;
+}
+
+const SAMPLE_PREFIX = `${TELEMETRY_MEASUREMENT},`;
+const countSamples = (lines: readonly string[]) => {
+  let n = 0;
+  for (const l of lines) if (l.startsWith(SAMPLE_PREFIX)) n++;
+  return n;
+};
+
+/**
+ * Opens the spool (recovering what an earlier run left) and starts the writer; undefined when
+ * `INFLUX_URL` is unset (the caller says once that storage is off).
+ * @example const storage = await openStorage({ config, log, metrics });
+ */
+export async function openStorage(options: OpenStorageOptions): Promise<Storage | undefined> {
+  const { config, metrics } = options;
+  if (!config.influx) return undefined;
+  const log = options.log.child({ module: 'storage' });
+  const spool = await Spool.open({ dir: join(config.dataDir, 'spool'), maxBytes: config.spool.maxBytes });
+  metrics.spoolRecovered.inc(spool.backlogPoints);
+  const refresh = () => {
+    metrics.backlog.set(spool.backlogPoints);
+    metrics.spoolBytes.set(spool.bytes);
+  };
+  refresh();
+  if (spool.backlogPoints > 0)
+    log.info({ points: spool.backlogPoints }, 'spool recovered unconfirmed points');
+  const writer = new InfluxWriter({
+    config: config.influx,
+    spool,
+    log,
+    metrics,
+    deadLetterPath: join(config.dataDir, 'dead-letter.ndjson'),
+    onProgress: refresh,
+    ...(options.minRetryMs !== undefined ? { minRetryMs: options.minRetryMs } : {}),
+    ...(options.maxRetryMs !== undefined ? { maxRetryMs: options.maxRetryMs } : {}),
+  });
+  writer.start();
+  let closing: Promise<void> | undefined;
+  const readyBytes = config.spool.maxBytes * config.spool.readyRatio;
+
+  return {
+    async append(lines: readonly string[]): Promise<void> {
+      try {
+        if (closing) throw new TelebridgeError(ERROR_CODES.storage, 'storage is closing');
+        await spool.append(lines);
+      } catch (err) {
+        metrics.samplesRefused.inc(countSamples(lines));
+        refresh();
+        throw err;
+      }
+      metrics.statusPoints.inc(lines.length - countSamples(lines));
+      refresh();
+    },
+    readiness(): StorageReadiness {
+      const bytes = spool.bytes;
+      if (bytes < readyBytes) return { ok: true };
+      const why = writer.lastFailure ? `; InfluxDB: ${writer.lastFailure}` : '';
+      return {
+        ok: false,
+        reason: `spool at ${bytes} of ${config.spool.maxBytes} bytes (BRIDGE_SPOOL_MAX_BYTES × BRIDGE_SPOOL_READY_RATIO = ${Math.floor(readyBytes)})${why}`,
+      };
+    },
+    backlogPoints: () => spool.backlogPoints,
+    close(graceMs: number): Promise<void> {
+      closing ??= (async () => {
+        await writer.stop(graceMs);
+        await spool.close();
+        refresh();
+        if (spool.backlogPoints > 0) {
+          log.warn(
+            { points: spool.backlogPoints },
+            'unconfirmed points stay in the spool for the next start',
+          );
+        }
+      })();
+      return closing;
+    },
+  };
+}
