@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { freePort, httpOk, type RunningProcess, requireBinary, startProcess, tempDir } from './services.js';
 
 export interface InfluxdServer {
@@ -243,4 +244,37 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Log lines captured from a pino logger (JSON objects), for asserting "one line per burst". */
+export function captureLog(): { stream: NodeJS.WritableStream; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n'))
+        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { stream, lines };
+}
+
+/** The loss ledger's two sides from a metrics registry (see src/bridge/open-storage.ts). */
+export async function ledger(registry: { getSingleMetricAsString(name: string): Promise<string> }) {
+  const v = async (name: string) => {
+    const text = await registry.getSingleMetricAsString(name);
+    const m = /\s(-?[\d.e+]+)\s*$/m.exec(text.trim());
+    return m ? Number(m[1]) : 0;
+  };
+  const received =
+    (await v('bridge_samples_received_total')) +
+    (await v('bridge_status_points_total')) +
+    (await v('bridge_spool_recovered_points_total'));
+  const accounted =
+    (await v('bridge_influx_points_written_total')) +
+    (await v('bridge_samples_rejected_total')) +
+    (await v('bridge_dead_lettered_points_total')) +
+    (await v('bridge_backlog_points')) +
+    (await v('bridge_samples_refused_total'));
+  return { received, accounted, written: await v('bridge_influx_points_written_total') };
 }
