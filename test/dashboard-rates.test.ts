@@ -31,6 +31,10 @@ describe('dashboard rates', () => {
     ].join('\n');
     assert.equal(parseRejectedTotal(text), 7);
     assert.equal(parseRejectedTotal('bridge_messages_total 1'), undefined);
+    assert.equal(
+      parseRejectedTotal('# HELP bridge_rejected_total x\n# TYPE bridge_rejected_total counter\n'),
+      0,
+    );
   });
 
   it('counterRate: per second, and 0 after a counter reset', () => {

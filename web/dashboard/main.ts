@@ -65,7 +65,7 @@ function start(): void {
   const charts = new ChartPanel(element('charts'));
   let sortedIds: string[] = [];
   let idsChanged = false;
-  let lastLiveAt = Date.now();
+  let lostAt = Date.now();
   let rejectionText = '…';
   let lastError = '';
 
@@ -106,7 +106,7 @@ function start(): void {
     schedule();
   });
   client.on('state', (state) => {
-    if (state === 'live') lastLiveAt = Date.now();
+    if (state === 'stale') lostAt = Date.now();
     schedule();
   });
   client.on('error', (e) => {
@@ -138,7 +138,7 @@ function start(): void {
       // The first device with something to chart, else the first device.
       selected = sortedIds.find((id) => historyStore.get(id) !== undefined) ?? sortedIds[0];
     }
-    renderState(client.state, now);
+    renderState(client.state);
     let online = 0;
     for (const view of client.devices.values()) if (view.state === 'online') online++;
     element('device-count').textContent = String(client.devices.size);
@@ -151,13 +151,13 @@ function start(): void {
     charts.render(selected, selected === undefined ? undefined : historyStore.get(selected));
   }
 
-  function renderState(state: ConnectionState, now: number): void {
+  function renderState(state: ConnectionState): void {
     badge.textContent = state;
     badge.dataset['state'] = state;
     document.body.dataset['state'] = state;
     if (state === 'stale') {
-      const since = new Date(lastLiveAt).toLocaleTimeString();
-      banner.textContent = `Connection lost: the data shown may be out of date (live until ${since}, ${lastSeenText(lastLiveAt, now)}). Reconnecting…`;
+      const since = new Date(lostAt).toLocaleTimeString();
+      banner.textContent = `Connection lost at ${since}: the data shown may be out of date. Reconnecting…`;
       banner.hidden = false;
     } else if (state === 'connecting') {
       banner.textContent = lastError ? `Connecting… (${lastError})` : 'Connecting…';

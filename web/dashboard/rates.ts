@@ -51,8 +51,8 @@ export class RateMeter {
 }
 
 /**
- * The sum of every `bridge_rejected_total{…}` sample in Prometheus text, or undefined when the
- * metric is absent (e.g. the text is not the bridge's).
+ * The sum of every `bridge_rejected_total{…}` sample in Prometheus text (0 when declared but not
+ * yet counted), or undefined when the metric is absent (e.g. the text is not the bridge's).
  */
 export function parseRejectedTotal(text: string): number | undefined {
   let total: number | undefined;
@@ -63,6 +63,8 @@ export function parseRejectedTotal(text: string): number | undefined {
     const value = Number(line.slice(line.lastIndexOf(' ') + 1));
     if (Number.isFinite(value)) total = (total ?? 0) + value;
   }
+  // A labelled counter with no sample yet shows only its HELP/TYPE lines: zero so far.
+  if (total === undefined && text.includes('# TYPE bridge_rejected_total counter')) return 0;
   return total;
 }
 

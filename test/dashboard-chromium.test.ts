@@ -1,0 +1,134 @@
+// The dashboard in real headless Chromium (issue 3 point 9): a full bridge, one simulated device
+// publishing over MQTT, the page shows the device and its chart moving; then the bridge restarts on
+// the same ports and the page recovers by itself (stale, then live again, chart moving) with no
+// reload. Screenshots go to test-artifacts/ (gitignored).
+import assert from 'node:assert/strict';
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { SimDevice } from '../firmware-sim/device.js';
+import { type BridgeHandle, startBridge } from '../src/app.js';
+import { openTokenService } from '../src/auth/tokens.js';
+import { Registry } from '../src/broker/registry.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/log.js';
+import { artifactPath, chromiumBinary, launchChromium } from './support/chromium.js';
+import { tempDir } from './support/services.js';
+import { waitFor } from './support/wait.js';
+
+const binary = chromiumBinary();
+const compiled = new URL('../dist/web/dashboard/main.js', import.meta.url);
+// Relative to this file both as test/… (tsx) and dist/test/… (npm test).
+const builtPage = existsSync(compiled) || existsSync(new URL('../web/dashboard/main.js', import.meta.url));
+
+describe('dashboard in Chromium', { skip: binary.skip }, () => {
+  let dir: string;
+  let bridge: BridgeHandle | undefined;
+  let device: SimDevice | undefined;
+  let browser: Browser | undefined;
+  let page: Page;
+  const pageErrors: string[] = [];
+  const log = createLogger('warn');
+
+  const env = (ports?: BridgeHandle['ports']) => ({
+    BRIDGE_MQTT_PORT: String(ports?.mqtt ?? 0),
+    BRIDGE_HTTP_PORT: String(ports?.http ?? 0),
+    BRIDGE_MQTTS_PORT: '0',
+    BRIDGE_DATA_DIR: dir,
+    LOG_LEVEL: 'warn',
+  });
+
+  /** The chart's newest x (Unix s) and its point count, read from the data attributes the page keeps. */
+  async function chart(): Promise<{ points: number; lastTime: number }> {
+    const box = page.locator('.chart[data-metric]').first();
+    if ((await box.count()) === 0) return { points: 0, lastTime: 0 };
+    return {
+      points: Number((await box.getAttribute('data-points')) ?? 0),
+      lastTime: Number((await box.getAttribute('data-last-time')) ?? 0),
+    };
+  }
+  const badge = () => page.locator('#state').getAttribute('data-state');
+
+  before(async () => {
+    assert.ok(builtPage, 'dist/web is missing: run `npm run build` (tsc -p web/tsconfig.json) first');
+    dir = tempDir('dash-chromium');
+    const registry = await Registry.open(dir);
+    const secret = await registry.addDevice('sim-1');
+    const { token } = await (await openTokenService(dir)).create({ feeds: ['telemetry/+', 'status/+'] });
+    bridge = await startBridge(loadConfig(env()), { log });
+    device = new SimDevice({
+      id: 'sim-1',
+      secret,
+      url: `mqtt://127.0.0.1:${bridge.ports.mqtt}`,
+      intervalMs: 200,
+      backoff: { baseMs: 100, capMs: 1000 },
+    });
+    await device.start();
+    browser = await launchChromium(binary.path!);
+    page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    await page.goto(`http://127.0.0.1:${bridge.ports.http}/?token=${encodeURIComponent(token)}`);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await device?.stop();
+    await bridge?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows the device online and its chart moving', async () => {
+    await page.locator('#state[data-state="live"]').waitFor({ timeout: 15_000 });
+    await page.locator('.device-row[data-device="sim-1"][data-state="online"]').waitFor({ timeout: 15_000 });
+    assert.equal(await page.locator('#device-title').textContent(), 'sim-1');
+    const first = await waitFor(
+      'the chart to have points',
+      async () => ((await chart()).points >= 3 ? chart() : undefined),
+      {
+        timeoutMs: 15_000,
+      },
+    );
+    const later = await waitFor('the chart to move', async () => {
+      const c = await chart();
+      return c.lastTime > first.lastTime && c.points > first.points ? c : undefined;
+    });
+    assert.ok(later.lastTime > first.lastTime);
+    // The token left the address bar (kept in sessionStorage).
+    assert.doesNotMatch(page.url(), /token=/);
+    assert.ok(Number(await page.locator('#msg-rate').textContent()) >= 0);
+    await page.screenshot({ path: artifactPath('dashboard-chromium-live.png') });
+  });
+
+  it('goes stale when the bridge stops and recovers by itself after it restarts on the same ports', async () => {
+    assert.ok(bridge);
+    await page.evaluate('window.__sameDocument = true');
+    const ports = bridge.ports;
+    const before = await chart();
+    await bridge.close();
+    bridge = undefined;
+    await waitFor('the page to say stale', async () => (await badge()) === 'stale', { timeoutMs: 15_000 });
+    assert.equal(await page.locator('#banner').isVisible(), true, 'the stale view is announced');
+    await page.screenshot({ path: artifactPath('dashboard-chromium-stale.png') });
+
+    bridge = await startBridge(loadConfig(env(ports)), { log });
+    assert.deepEqual(
+      { mqtt: bridge.ports.mqtt, http: bridge.ports.http },
+      { mqtt: ports.mqtt, http: ports.http },
+    );
+    await waitFor('the page to be live again', async () => (await badge()) === 'live', { timeoutMs: 30_000 });
+    await waitFor(
+      'the chart to move past the restart',
+      async () => (await chart()).lastTime > before.lastTime + 0.5,
+      {
+        timeoutMs: 20_000,
+      },
+    );
+    await page.locator('.device-row[data-device="sim-1"][data-state="online"]').waitFor({ timeout: 15_000 });
+    assert.equal(await page.evaluate('window.__sameDocument === true'), true, 'no reload happened');
+    assert.equal(await page.locator('#banner').isVisible(), false);
+    const shot = artifactPath('dashboard-chromium.png');
+    await page.screenshot({ path: shot });
+    assert.ok(statSync(shot).size > 10_000, 'a real screenshot');
+    assert.deepEqual(pageErrors, []);
+  });
+});
