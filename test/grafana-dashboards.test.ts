@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { SimDevice } from '../firmware-sim/device.js';
 import { type BridgeHandle, startBridge } from '../src/app.js';
@@ -154,6 +154,7 @@ const sims: SimDevice[] = [];
 /** A query as Grafana's data source sends it: GET/POST /query with db, epoch and its header. */
 async function grafanaQuery(q: string) {
   const header = datasource.jsonData['httpHeaderName1'];
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's provisioning placeholder, literally
   const value = datasource.secureJsonData['httpHeaderValue1']?.replace('${INFLUX_TOKEN}', TOKEN);
   const res = await fetch(`${influx!.url}/query`, {
     method: 'POST',
@@ -181,109 +182,112 @@ function hasData(series: Array<{ columns: string[]; values: unknown[][] }>): boo
   );
 }
 
-before(async () => {
-  const started = await startInfluxd({ database: DB });
-  if ('skip' in started) {
-    skip = started.skip;
-    return;
-  }
-  influx = started;
-  const dir = tempDir('grafana');
-  const registry = await Registry.open(dir);
-  const secrets = await Promise.all(DEVICES.map((id) => registry.addDevice(id)));
-  const config = loadConfig({
-    BRIDGE_MQTT_PORT: '0',
-    BRIDGE_MQTTS_PORT: '0',
-    BRIDGE_HTTP_PORT: '0',
-    BRIDGE_DATA_DIR: dir,
-    INFLUX_URL: influx.url,
-    INFLUX_API: 'v1',
-    INFLUX_DATABASE: DB,
-    INFLUX_FLUSH_INTERVAL_MS: '100',
-    INFLUX_SELF_METRICS_MS: '250',
-    LOG_LEVEL: 'warn',
-  });
-  bridge = await startBridge(config, { log: createLogger('warn') });
-  DEVICES.forEach((id, i) => {
-    sims.push(
-      new SimDevice({
-        id,
-        secret: secrets[i]!,
-        url: `mqtt://127.0.0.1:${bridge!.ports.mqtt}`,
-        intervalMs: 100,
-        labels: { site: 'lab' },
-        // Some malformed payloads, so the rejection panels have something to show.
-        faults: { rates: { malformed: 0.2 } },
-        backoff: { baseMs: 50, capMs: 500 },
-      }),
+describe('with influxd filled by the bridge from simulated devices', () => {
+  before(async () => {
+    const started = await startInfluxd({ database: DB });
+    if ('skip' in started) {
+      skip = started.skip;
+      return;
+    }
+    influx = started;
+    const dir = tempDir('grafana');
+    const registry = await Registry.open(dir);
+    const secrets: string[] = [];
+    for (const id of DEVICES) secrets.push(await registry.addDevice(id));
+    const config = loadConfig({
+      BRIDGE_MQTT_PORT: '0',
+      BRIDGE_MQTTS_PORT: '0',
+      BRIDGE_HTTP_PORT: '0',
+      BRIDGE_DATA_DIR: dir,
+      INFLUX_URL: influx.url,
+      INFLUX_API: 'v1',
+      INFLUX_DATABASE: DB,
+      INFLUX_FLUSH_INTERVAL_MS: '100',
+      INFLUX_SELF_METRICS_MS: '250',
+      LOG_LEVEL: 'warn',
+    });
+    bridge = await startBridge(config, { log: createLogger('warn') });
+    DEVICES.forEach((id, i) => {
+      sims.push(
+        new SimDevice({
+          id,
+          secret: secrets[i]!,
+          url: `mqtt://127.0.0.1:${bridge!.ports.mqtt}`,
+          intervalMs: 100,
+          labels: { site: 'lab' },
+          // Some malformed payloads, so the rejection panels have something to show.
+          faults: { rates: { malformed: 0.2 } },
+          backoff: { baseMs: 50, capMs: 500 },
+        }),
+      );
+    });
+    await Promise.all(sims.map((s) => s.start()));
+    // Enough history for rates: self-metrics points in several 1 s intervals, telemetry, a status and
+    // rejections of both devices.
+    await waitFor(
+      'the bridge to fill InfluxDB',
+      async () => {
+        const [health] = await influx!.rows(
+          `SELECT count("messages") AS n, spread("uptime_s") AS s FROM "bridge_health"`,
+          DB,
+        );
+        const [rejections] = await influx!.rows(`SELECT count("total") AS n FROM "bridge_rejections"`, DB);
+        const devices = await influx!.query(`SHOW TAG VALUES FROM "telemetry" WITH KEY = "device_id"`, DB);
+        const status = await influx!.rows(`SELECT count("online") AS n FROM "device_status"`, DB);
+        return (
+          Number(health?.['s'] ?? 0) >= 3 &&
+          Number(rejections?.['n'] ?? 0) >= 3 &&
+          (devices.results[0]?.series?.[0]?.values.length ?? 0) === DEVICES.length &&
+          Number(status[0]?.['n'] ?? 0) >= DEVICES.length
+        );
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
     );
   });
-  await Promise.all(sims.map((s) => s.start()));
-  // Enough history for rates: self-metrics points in several 1 s intervals, telemetry, a status and
-  // rejections of both devices.
-  await waitFor(
-    'the bridge to fill InfluxDB',
-    async () => {
-      const [health] = await influx!.rows(
-        `SELECT count("messages") AS n, spread("uptime_s") AS s FROM "bridge_health"`,
-        DB,
-      );
-      const [rejections] = await influx!.rows(`SELECT count("total") AS n FROM "bridge_rejections"`, DB);
-      const devices = await influx!.query(`SHOW TAG VALUES FROM "telemetry" WITH KEY = "device_id"`, DB);
-      const status = await influx!.rows(`SELECT count("online") AS n FROM "device_status"`, DB);
-      return (
-        Number(health?.['s'] ?? 0) >= 3 &&
-        Number(rejections?.['n'] ?? 0) >= 3 &&
-        (devices.results[0]?.series?.[0]?.values.length ?? 0) === DEVICES.length &&
-        Number(status[0]?.['n'] ?? 0) >= DEVICES.length
-      );
-    },
-    { timeoutMs: 30_000, intervalMs: 250 },
-  );
-});
 
-after(async () => {
-  await Promise.all(sims.map((s) => s.stop()));
-  await bridge?.close();
-  await influx?.stop();
-});
+  after(async () => {
+    await Promise.all(sims.map((s) => s.stop()));
+    await bridge?.close();
+    await influx?.stop();
+  });
 
-test('template variables return values, and every panel query returns data', async (t) => {
-  if (skip) return t.skip(skip);
-  for (const { file, dashboard } of dashboards) {
-    const vars: Record<string, string> = {};
-    const multi: Record<string, string[]> = {};
-    for (const v of dashboard.templating.list) {
-      assert.equal(v.type, 'query', `${file}: variable ${v.name}`);
-      const series = await grafanaQuery(expand(v.query, vars));
-      // Grafana takes the first non-time column (SHOW TAG VALUES: key,value → value; SHOW FIELD KEYS: fieldKey).
-      const values = series.flatMap((s) => {
-        const col = s.columns.includes('value') ? s.columns.indexOf('value') : 0;
-        return s.values.map((row) => String(row[col]));
-      });
-      assert.ok(values.length > 0, `${file}: variable $${v.name} has no values`);
-      multi[v.name] = values;
-      vars[v.name] = v.name === 'instance' ? regexValue(hostname()) : values[0]!;
-    }
-    if (multi['device']) {
-      assert.deepEqual([...multi['device']].sort(), [...DEVICES].sort(), `${file}: $device values`);
-      vars['device'] = DEVICES[0]!;
-    }
-    if (multi['instance']) assert.ok(multi['instance'].includes(hostname()), `${file}: $instance values`);
-    for (const panel of allPanels(dashboard.panels)) {
-      // A repeated panel is one copy per value of its variable: each copy must show data.
-      const copies = panel.repeat ? multi[panel.repeat]! : [undefined];
-      for (const value of copies) {
-        const scope = panel.repeat && value !== undefined ? { ...vars, [panel.repeat]: value } : vars;
-        for (const target of panel.targets ?? []) {
-          const q = expand(target.query!, scope);
-          const series = await grafanaQuery(q);
-          assert.ok(
-            hasData(series),
-            `${file} "${panel.title}"${value ? ` [${value}]` : ''} ${target.refId}: no data from ${q}`,
-          );
+  test('template variables return values, and every panel query returns data', async (t) => {
+    if (skip) return t.skip(skip);
+    for (const { file, dashboard } of dashboards) {
+      const vars: Record<string, string> = {};
+      const multi: Record<string, string[]> = {};
+      for (const v of dashboard.templating.list) {
+        assert.equal(v.type, 'query', `${file}: variable ${v.name}`);
+        const series = await grafanaQuery(expand(v.query, vars));
+        // Grafana takes the first non-time column (SHOW TAG VALUES: key,value → value; SHOW FIELD KEYS: fieldKey).
+        const values = series.flatMap((s) => {
+          const col = s.columns.includes('value') ? s.columns.indexOf('value') : 0;
+          return s.values.map((row) => String(row[col]));
+        });
+        assert.ok(values.length > 0, `${file}: variable $${v.name} has no values`);
+        multi[v.name] = values;
+        vars[v.name] = v.name === 'instance' ? regexValue(hostname()) : values[0]!;
+      }
+      if (multi['device']) {
+        assert.deepEqual([...multi['device']].sort(), [...DEVICES].sort(), `${file}: $device values`);
+        vars['device'] = DEVICES[0]!;
+      }
+      if (multi['instance']) assert.ok(multi['instance'].includes(hostname()), `${file}: $instance values`);
+      for (const panel of allPanels(dashboard.panels)) {
+        // A repeated panel is one copy per value of its variable: each copy must show data.
+        const copies = panel.repeat ? multi[panel.repeat]! : [undefined];
+        for (const value of copies) {
+          const scope = panel.repeat && value !== undefined ? { ...vars, [panel.repeat]: value } : vars;
+          for (const target of panel.targets ?? []) {
+            const q = expand(target.query!, scope);
+            const series = await grafanaQuery(q);
+            assert.ok(
+              hasData(series),
+              `${file} "${panel.title}"${value ? ` [${value}]` : ''} ${target.refId}: no data from ${q}`,
+            );
+          }
         }
       }
     }
-  }
+  });
 });
