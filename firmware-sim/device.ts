@@ -172,6 +172,7 @@ export class SimDevice extends EventEmitter {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private everConnected = false;
   private lastSaved = 0;
+  private sampling = true;
 
   constructor(options: DeviceOptions) {
     super();
@@ -214,8 +215,9 @@ export class SimDevice extends EventEmitter {
    * Stops sampling and disconnects cleanly (an OFFLINE status first, so the will is not needed).
    * What is still buffered is lost, like RAM on a device that is switched off; seq is saved.
    */
-  async stop(): Promise<void> {
+  async stop(options: { drainMs?: number } = {}): Promise<void> {
     if (this.state === 'stopped') return;
+    if (options.drainMs) await this.drain(options.drainMs);
     const wasOnline = this.state === 'online';
     this.state = 'stopped';
     clearTimeout(this.sampleTimer);
@@ -230,6 +232,28 @@ export class SimDevice extends EventEmitter {
     if (this.opts.stateFile) await this.saveState(this.opts.stateFile).catch(() => {});
   }
 
+  /**
+   * Stops sampling and waits (at most `timeoutMs`) until everything buffered is acknowledged.
+   * Resolves true when drained. Sampling does not resume.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    clearTimeout(this.sampleTimer);
+    this.sampling = false;
+    const deadline = Date.now() + timeoutMs;
+    while (this.stats.buffered > 0 && Date.now() < deadline && this.state !== 'stopped') {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.off('acked', done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.min(250, Math.max(1, deadline - Date.now())));
+        this.once('acked', done);
+      });
+    }
+    return this.stats.buffered === 0;
+  }
+
   /** Simulates a network failure: the socket is destroyed (no DISCONNECT, so the will fires). */
   dropConnection(): void {
     this.client?.stream.destroy();
@@ -240,7 +264,7 @@ export class SimDevice extends EventEmitter {
   private scheduleSample(): void {
     this.sampleTimer = setTimeout(() => {
       this.takeSample();
-      if (this.state !== 'stopped') this.scheduleSample();
+      if (this.state !== 'stopped' && this.sampling) this.scheduleSample();
     }, this.interval);
   }
 
@@ -500,7 +524,7 @@ export class SimDevice extends EventEmitter {
         }
         this.interval = ms;
         clearTimeout(this.sampleTimer);
-        this.scheduleSample();
+        if (this.sampling) this.scheduleSample();
         this.opts.log?.info({ device: this.id, command: c.id, ms }, 'command set_interval applied');
         break;
       }

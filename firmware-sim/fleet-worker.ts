@@ -14,6 +14,7 @@ export interface WorkerInput {
   readonly shared: SharedDeviceOptions;
   readonly logLevel: string;
   readonly reportMs: number;
+  readonly drainMs: number;
 }
 
 const port = parentPort;
@@ -36,7 +37,7 @@ const timer = setInterval(
 port.on('message', (msg: { type: string }) => {
   if (msg.type !== 'stop') return;
   clearInterval(timer);
-  void group.stop().then(() => {
+  void group.stop(input.drainMs).then(() => {
     port.postMessage({ type: 'stopped', snapshot: group.snapshot() });
     port.close();
   });

@@ -33,7 +33,11 @@ export interface FleetDevice {
 export interface FleetOptions {
   readonly devices: readonly FleetDevice[];
   readonly shared: SharedDeviceOptions;
-  /** Connects are spread over this window, ms. Default: min(10 000, 10 ms × N). */
+  /**
+   * Connects are spread over this window, ms. Default: min(30 000, 25 ms × N) — about the rate at
+   * which a bridge with authentication on checks new logins from one address (scrypt, ~40 ms each,
+   * one at a time per address), so a loopback fleet is not refused by the login throttle.
+   */
   readonly connectWindowMs?: number;
   /** Run time, s; 0 = until stop(). Default 0. */
   readonly durationS?: number;
@@ -41,6 +45,8 @@ export interface FleetOptions {
   readonly devicesPerThread?: number;
   /** Most worker threads. Default max(16, cores). */
   readonly maxWorkers?: number;
+  /** At the end, time given to buffered data to be acknowledged before disconnecting, ms. Default 2000. */
+  readonly drainMs?: number;
   /** Progress callback period, ms. Default 1000. */
   readonly reportMs?: number;
   readonly onProgress?: (progress: FleetProgress) => void;
@@ -118,7 +124,7 @@ export class Fleet {
   private async runInner(): Promise<FleetSummary> {
     const o = this.options;
     const n = o.devices.length;
-    const window = o.connectWindowMs ?? Math.min(10_000, 10 * n);
+    const window = o.connectWindowMs ?? Math.min(30_000, 25 * n);
     const specs: DeviceSpec[] = o.devices.map((d, i) => ({
       ...d,
       startDelayMs: Math.floor(((i + Math.random()) / n) * window),
@@ -150,7 +156,7 @@ export class Fleet {
     const connectedAtEnd = this.progress().totals.online;
     let final: GroupSnapshot;
     if (this.local) {
-      await this.local.stop();
+      await this.local.stop(o.drainMs ?? 2000);
       final = this.local.snapshot();
     } else {
       for (const w of this.workers) w.worker.postMessage({ type: 'stop' });
@@ -166,6 +172,7 @@ export class Fleet {
       shared: this.options.shared,
       logLevel: this.options.logLevel ?? 'warn',
       reportMs: Math.min(1000, this.options.reportMs ?? 1000),
+      drainMs: this.options.drainMs ?? 2000,
     };
     const entry = new URL(`./fleet-worker${ext}`, import.meta.url);
     // Compiled (dist/): the .js entry. From sources (tsx): the worker registers tsx's loader itself,

@@ -62,11 +62,16 @@ export class DeviceGroup {
     }
   }
 
-  /** Stops every device (clean DISCONNECT after an OFFLINE status), in bounded parallel slices. */
-  async stop(): Promise<void> {
+  /**
+   * Stops every device: sampling ends, what is buffered gets up to `drainMs` to be acknowledged, then
+   * a clean DISCONNECT after an OFFLINE status, in bounded parallel slices.
+   */
+  async stop(drainMs = 0): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    if (drainMs > 0)
+      await Promise.all(this.devices.map((d) => (d.connState === 'idle' ? true : d.drain(drainMs))));
     for (let i = 0; i < this.devices.length; i += 500) {
       await Promise.all(this.devices.slice(i, i + 500).map((d) => d.stop()));
     }
