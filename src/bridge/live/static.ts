@@ -139,7 +139,7 @@ function inside(root: string, rel: string): string | undefined {
 
 /** The raw path of a request URL (no query), still percent-encoded; undefined when unparsable. */
 function pathOf(url: string | undefined): string | undefined {
-  if (!url || !url.startsWith('/')) return undefined;
+  if (!url?.startsWith('/')) return undefined;
   const end = url.search(/[?#]/);
   return end === -1 ? url : url.slice(0, end);
 }
