@@ -123,6 +123,7 @@ export class InfluxWriter {
       }
     }
     this.burst = new BurstLogger(options.log);
+    this.stopSignal.signal.addEventListener('abort', () => this.wake?.(), { once: true });
     this.deadBurst = new BurstLogger(options.log);
   }
 
@@ -167,18 +168,22 @@ export class InfluxWriter {
       if (this.draining && spool.backlogPoints === 0) return;
       if (this.stopSignal.signal.aborted) return;
       if (!this.draining) {
+        // One controller per wait, aborted after it: no listener or spool waiter outlives the wait.
         const wakeUp = new AbortController();
         this.wake = () => wakeUp.abort();
-        const both = AbortSignal.any([wakeUp.signal, this.stopSignal.signal]);
-        await spool.waitForData(both);
-        if (spool.backlogPoints > 0 && spool.backlogPoints < config.batchSize && !this.draining) {
-          // Batch by size or interval, whichever comes first.
-          await Promise.race([
-            spool.waitForData(both, config.batchSize),
-            sleep(config.flushIntervalMs, undefined, { signal: both }).catch(() => {}),
-          ]);
+        try {
+          await spool.waitForData(wakeUp.signal);
+          if (spool.backlogPoints > 0 && spool.backlogPoints < config.batchSize && !this.draining) {
+            // Batch by size or interval, whichever comes first.
+            await Promise.race([
+              spool.waitForData(wakeUp.signal, config.batchSize),
+              sleep(config.flushIntervalMs, undefined, { signal: wakeUp.signal }).catch(() => {}),
+            ]);
+          }
+        } finally {
+          this.wake = undefined;
+          wakeUp.abort();
         }
-        this.wake = undefined;
       }
       const batch = await spool.read(config.batchSize);
       if (!batch) {
@@ -234,17 +239,23 @@ export class InfluxWriter {
   private async post(lines: readonly string[]): Promise<Failure | undefined> {
     if (this.stopSignal.signal.aborted) throw new Stopped();
     const end = this.options.metrics.writeSeconds.startTimer();
+    // A signal per request: the Transport leaves its abort listener on the signal it is given.
+    const request = new AbortController();
+    const abort = () => request.abort();
+    this.stopSignal.signal.addEventListener('abort', abort, { once: true });
     try {
       await this.transport.request(this.path, lines.join('\n'), {
         method: 'POST',
         headers: this.headers,
         gzipThreshold: this.options.config.gzipThreshold,
-        signal: this.stopSignal.signal,
+        signal: request.signal,
       });
     } catch (err) {
       end();
       if (this.stopSignal.signal.aborted) throw new Stopped();
       return classify(err);
+    } finally {
+      this.stopSignal.signal.removeEventListener('abort', abort);
     }
     end();
     this.options.metrics.pointsWritten.inc(lines.length);
