@@ -151,7 +151,7 @@ describe('InfluxDB 1.6 through the v1 API', () => {
     }
   });
 
-  test('500 then 429 with Retry-After: nothing lost, order kept, Retry-After honoured', async (t) => {
+  test('500 then 429 with Retry-After: nothing lost, Retry-After honoured, one log line per burst', async (t) => {
     if (skip) return t.skip(skip);
     await influx.query('CREATE DATABASE "faults"');
     const proxy = await startFaultProxy(influx.url);
@@ -210,5 +210,55 @@ describe('InfluxDB 1.6 through the v1 API', () => {
     assert.equal(l.accounted, l.received);
     await h.storage.close(1000);
     assert.ok(existsSync(join(h.dataDir, 'spool')));
+  });
+
+  test('413 splits the batch and a hung server times out and is retried: nothing lost', async (t) => {
+    if (skip) return t.skip(skip);
+    await influx.query('CREATE DATABASE "split"');
+    const proxy = await startFaultProxy(influx.url);
+    const h = await open(proxy.url, 'split', { INFLUX_BATCH_SIZE: '100', INFLUX_TIMEOUT_MS: '300' });
+    try {
+      proxy.setMode({ kind: 'hang', times: 1 });
+      for (let seq = 1; seq <= 100; seq++) await h.append(readingToLines(reading('s-1', seq)));
+      await waitFor('the hung request', () => proxy.requests.some((r) => r.status === 0));
+      proxy.setMode({ kind: 'status', status: 413, times: 1 });
+      await waitFor('backlog drained', () => h.storage.backlogPoints() === 0, { timeoutMs: 20_000 });
+      assert.equal(await count(influx, 'split'), 100);
+      const after413 = proxy.requests.slice(proxy.requests.findIndex((r) => r.status === 413) + 1);
+      assert.ok(after413.length >= 2, 'the refused batch went again in halves');
+      assert.ok(
+        after413.every((r) => r.status === 204),
+        JSON.stringify(after413.map((r) => r.status)),
+      );
+      assert.equal((await h.metrics.deadLettered.get()).values[0]?.value ?? 0, 0);
+    } finally {
+      await h.storage.close(1000);
+      await proxy.close();
+    }
+  });
+
+  test('close(grace) drains to the database; with the database gone it gives up at the grace and keeps the rest', async (t) => {
+    if (skip) return t.skip(skip);
+    await influx.query('CREATE DATABASE "grace"');
+    const proxy = await startFaultProxy(influx.url);
+    const h = await open(proxy.url, 'grace', { INFLUX_FLUSH_INTERVAL_MS: '5000' });
+    for (let seq = 1; seq <= 100; seq++) await h.append(readingToLines(reading('g-1', seq)));
+    await h.storage.close(5000);
+    assert.equal(h.storage.backlogPoints(), 0);
+    assert.equal(await count(influx, 'grace'), 100);
+    // Down: close returns about at the grace, lines stay on disk for the next start.
+    const h2 = await open(proxy.url, 'grace', {}, h.dataDir);
+    proxy.setMode({ kind: 'status', status: 503 });
+    for (let seq = 101; seq <= 150; seq++) await h2.append(readingToLines(reading('g-1', seq)));
+    const t0 = Date.now();
+    await h2.storage.close(300);
+    const took = Date.now() - t0;
+    assert.ok(took >= 250 && took < 3000, `close took ${took} ms`);
+    assert.equal(h2.storage.backlogPoints(), 50);
+    proxy.setMode({ kind: 'pass' });
+    const h3 = await open(proxy.url, 'grace', {}, h.dataDir);
+    await waitFor('recovered lines written', async () => (await count(influx, 'grace')) === 150);
+    await h3.storage.close(1000);
+    await proxy.close();
   });
 });
