@@ -55,6 +55,8 @@ export interface DeviceOptions {
   readonly bufferCapacity?: number;
   /** Most samples in one replay message (1..1000). Default 100. */
   readonly batchSize?: number;
+  /** Largest Telemetry payload formed, bytes (the bridge's BRIDGE_MAX_PAYLOAD_BYTES). Default 16 384. */
+  readonly maxPayloadBytes?: number;
   /** Most unacknowledged messages at once. Default 8. */
   readonly maxInflight?: number;
   /** No PUBACK for this long → reconnect and re-send, ms. Default 30 000. */
@@ -329,13 +331,20 @@ export class SimDevice extends EventEmitter {
       inflight++;
     }
     const batch = this.opts.batchSize ?? 100;
+    const maxPayload = this.opts.maxPayloadBytes ?? 16_384;
     while (inflight < max && this.ring.size > 0) {
       const samples = this.ring.take(batch);
       const seq = ++this.seq;
+      let payload = this.codec.telemetry(this.id, seq, samples);
+      // Never exceed the bridge's payload limit: halve the batch, the rest goes back to the front.
+      while (payload.length > maxPayload && samples.length > 1) {
+        this.ring.unshift(samples.splice(Math.ceil(samples.length / 2)));
+        payload = this.codec.telemetry(this.id, seq, samples);
+      }
       const m: Outgoing = {
         seq,
         samples,
-        payload: this.codec.telemetry(this.id, seq, samples),
+        payload,
         gen: undefined,
         sentAt: 0,
         sends: 0,
@@ -493,7 +502,8 @@ export class SimDevice extends EventEmitter {
       }
       this.stats.rejected++;
       this.rejectionsByReason[r.reason] = (this.rejectionsByReason[r.reason] ?? 0) + 1;
-      const expected = r.seq >= FAULT_SEQ_BASE || r.reason === 'decode_error';
+      // seq 0: the bridge could not read the message (too_large, decode_error); only faults do that.
+      const expected = r.seq >= FAULT_SEQ_BASE || (r.seq === 0 && this.stats.faultsSent > 0);
       if (!expected) this.stats.unexpectedRejections++;
       this.opts.log?.[expected ? 'debug' : 'warn']({ device: this.id, ...r }, 'rejected by the bridge');
       this.emit('rejection', r);
