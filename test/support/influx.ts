@@ -159,7 +159,7 @@ export type FaultMode =
   /** Answer `status` (with `headers`) instead of forwarding, `times` times (default: until changed). */
   | { kind: 'status'; status: number; headers?: Record<string, string>; body?: string; times?: number }
   /** Accept the connection and never answer (a hung server → client timeout). */
-  | { kind: 'hang' };
+  | { kind: 'hang'; times?: number };
 
 export interface ProxyRequest {
   readonly at: number;
@@ -232,7 +232,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     requests,
     setMode(next) {
       mode = next;
-      remaining = next.kind === 'status' && next.times !== undefined ? next.times : Number.POSITIVE_INFINITY;
+      remaining = next.kind !== 'pass' && next.times !== undefined ? next.times : Number.POSITIVE_INFINITY;
       if (next.kind === 'pass') {
         for (const res of hung) res.destroy();
         hung.clear();
