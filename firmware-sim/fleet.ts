@@ -34,7 +34,7 @@ export interface FleetOptions {
   readonly devices: readonly FleetDevice[];
   readonly shared: SharedDeviceOptions;
   /**
-   * Connects are spread over this window, ms. Default: min(30 000, 25 ms × N) — about the rate at
+   * Connects are spread over this window, ms. Default: min(30 000, 50 ms × N) — about half the rate at
    * which a bridge with authentication on checks new logins from one address (scrypt, ~40 ms each,
    * one at a time per address), so a loopback fleet is not refused by the login throttle.
    */
@@ -124,7 +124,7 @@ export class Fleet {
   private async runInner(): Promise<FleetSummary> {
     const o = this.options;
     const n = o.devices.length;
-    const window = o.connectWindowMs ?? Math.min(30_000, 25 * n);
+    const window = o.connectWindowMs ?? Math.min(30_000, 50 * n);
     const specs: DeviceSpec[] = o.devices.map((d, i) => ({
       ...d,
       startDelayMs: Math.floor(((i + Math.random()) / n) * window),

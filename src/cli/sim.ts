@@ -80,7 +80,7 @@ export function registerSimCommand(program: Command): void {
     .option('--fleet-file <file>', 'device secrets (JSON, 0600); default <data-dir>/sim-fleet.json')
     .option(
       '--connect-window <ms>',
-      'spread first connects over this window (default min(30 s, 25 ms × devices))',
+      'spread first connects over this window (default min(30 s, 50 ms × devices))',
       int(0, 3_600_000),
     )
     .option('--batch-size <n>', 'most samples in one replay message', int(1, 1000), 100)
