@@ -60,6 +60,8 @@ export class Registry {
   /** Verified secrets: name → HMAC(pepper, kind:name:secret). Forgotten when the record changes. */
   private readonly verified = new Map<string, Buffer>();
   private readonly pepper = randomBytes(32);
+  /** Changes run one at a time: each is read-modify-write of the whole file. */
+  private changes: Promise<unknown> = Promise.resolve();
 
   private constructor(readonly path: string) {}
 
@@ -72,24 +74,18 @@ export class Registry {
   }
 
   /** Creates a device and returns its secret (shown once, stored hashed). */
-  async addDevice(id: string): Promise<string> {
+  addDevice(id: string): Promise<string> {
     assertName(id, 'device id');
-    await this.reload(true);
-    if (this.data.devices[id] || this.data.users[id]) {
-      throw new TelebridgeError(ERROR_CODES.registry, `'${id}' already exists`);
-    }
-    const secret = newSecret();
-    this.data.devices[id] = await hashSecret(secret);
-    await this.save();
-    return secret;
+    return this.change(async () => {
+      this.assertFree(id);
+      const secret = newSecret();
+      this.data.devices[id] = await hashSecret(secret);
+      return secret;
+    });
   }
 
-  async removeDevice(id: string): Promise<boolean> {
-    await this.reload(true);
-    if (!this.data.devices[id]) return false;
-    delete this.data.devices[id];
-    await this.save();
-    return true;
+  removeDevice(id: string): Promise<boolean> {
+    return this.change(async () => Object.hasOwn(this.data.devices, id) && delete this.data.devices[id]);
   }
 
   hasDevice(id: string): boolean {
@@ -101,7 +97,7 @@ export class Registry {
   }
 
   /** Creates a service user confined to the given topic filters and returns its secret. */
-  async addUser(
+  addUser(
     name: string,
     rights: { publish: readonly string[]; subscribe: readonly string[] },
   ): Promise<string> {
@@ -110,26 +106,20 @@ export class Registry {
       if (!isValidFilter(filter))
         throw new TelebridgeError(ERROR_CODES.registry, `invalid topic filter '${filter}'`);
     }
-    await this.reload(true);
-    if (this.data.devices[name] || this.data.users[name]) {
-      throw new TelebridgeError(ERROR_CODES.registry, `'${name}' already exists`);
-    }
-    const secret = newSecret();
-    this.data.users[name] = {
-      ...(await hashSecret(secret)),
-      publish: [...rights.publish],
-      subscribe: [...rights.subscribe],
-    };
-    await this.save();
-    return secret;
+    return this.change(async () => {
+      this.assertFree(name);
+      const secret = newSecret();
+      this.data.users[name] = {
+        ...(await hashSecret(secret)),
+        publish: [...rights.publish],
+        subscribe: [...rights.subscribe],
+      };
+      return secret;
+    });
   }
 
-  async removeUser(name: string): Promise<boolean> {
-    await this.reload(true);
-    if (!this.data.users[name]) return false;
-    delete this.data.users[name];
-    await this.save();
-    return true;
+  removeUser(name: string): Promise<boolean> {
+    return this.change(async () => Object.hasOwn(this.data.users, name) && delete this.data.users[name]);
   }
 
   listUsers(): {
@@ -146,11 +136,37 @@ export class Registry {
     }));
   }
 
+  /** Devices and users share one namespace. */
+  private knows(name: string): boolean {
+    return Object.hasOwn(this.data.devices, name) || Object.hasOwn(this.data.users, name);
+  }
+
+  private assertFree(name: string): void {
+    if (this.knows(name)) throw new TelebridgeError(ERROR_CODES.registry, `'${name}' already exists`);
+  }
+
+  /**
+   * A read-modify-write of the file, one at a time in this process: re-read, apply, save when
+   * `apply` returns something truthy (a secret, or true for a removal).
+   */
+  private change<T>(apply: () => Promise<T>): Promise<T> {
+    const run = this.changes.then(async () => {
+      await this.reload(true);
+      const result = await apply();
+      if (result) await this.save();
+      return result;
+    });
+    this.changes = run.catch(() => undefined);
+    return run;
+  }
+
   /**
    * Checks a username/password pair. Devices and users share one namespace, so a name is one or the other. Resolves undefined when wrong.
    */
   async authenticate(username: string, password: Buffer): Promise<Identity | undefined> {
     await this.reload(false);
+    // A name not known yet may have been added a moment ago by the CLI: look at the file again.
+    if (!this.knows(username)) await this.reload(true);
     // Names come from the wire: own properties only ('constructor' is not a device).
     const device = Object.hasOwn(this.data.devices, username) ? this.data.devices[username] : undefined;
     const user = device || !Object.hasOwn(this.data.users, username) ? undefined : this.data.users[username];
@@ -210,7 +226,7 @@ export class Registry {
   }
 
   private async save(): Promise<void> {
-    const tmp = `${this.path}.${process.pid}.tmp`;
+    const tmp = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     await writeFile(tmp, `${JSON.stringify(this.data, null, 2)}\n`, { mode: 0o600 });
     await rename(tmp, this.path);
     this.mtimeMs = (await stat(this.path)).mtimeMs;

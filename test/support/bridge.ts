@@ -155,10 +155,11 @@ export async function startTestBridge(
       const data = await metric.get();
       return data.values
         .filter((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
-        .filter(
-          (v) =>
-            !('metricName' in v) || !v.metricName || v.metricName === name || v.metricName.endsWith('_count'),
-        )
+        .filter((v) => {
+          // Histograms list buckets, sum and count: only the count is "how many".
+          const metricName = (v as { metricName?: string }).metricName;
+          return !metricName || metricName === name || metricName.endsWith('_count');
+        })
         .reduce((sum, v) => sum + v.value, 0);
     },
     async close() {
@@ -185,4 +186,17 @@ export function publishAcked(
 /** Writes a JSON file (test helper for config files). */
 export function writeJson(path: string, value: unknown): void {
   writeFileSync(path, JSON.stringify(value));
+}
+
+/** Subscribes and resolves with the SUBACK return codes (mqtt.js turns any 0x80 into an error). */
+export function subackCodes(client: MqttClient, topics: string[]): Promise<number[]> {
+  return new Promise((resolve) => {
+    const onPacket = (packet: { cmd: string; granted?: number[] }) => {
+      if (packet.cmd !== 'suback') return;
+      client.removeListener('packetreceive', onPacket);
+      resolve(packet.granted ?? []);
+    };
+    client.on('packetreceive', onPacket);
+    client.subscribe(topics, { qos: 0 }, () => {});
+  });
 }

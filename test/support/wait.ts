@@ -1,7 +1,6 @@
 /**
  * Waiting for events with timeouts, never sleeping as synchronisation.
  */
-import { once, type EventEmitter } from 'node:events';
 
 /** Polls `check` until it returns a truthy value, or fails after `timeoutMs` naming `what`. */
 export async function waitFor<T>(
@@ -25,10 +24,24 @@ export async function waitFor<T>(
   }
 }
 
+/** An emitter as far as waiting goes (node's EventEmitter, mqtt.js's MqttClient, ws). */
+// biome-ignore lint/suspicious/noExplicitAny: listeners of every emitter kind must fit.
+export interface Emitter {
+  once(event: string, listener: (...args: any[]) => void): unknown;
+  removeListener(event: string, listener: (...args: any[]) => void): unknown;
+}
+
 /** Resolves with the event's arguments, or rejects after `timeoutMs`. */
-export async function waitEvent(emitter: EventEmitter, event: string, timeoutMs = 10_000): Promise<unknown[]> {
-  return once(emitter, event, { signal: AbortSignal.timeout(timeoutMs) }).catch((err: Error) => {
-    if (err.name === 'AbortError') throw new Error(`timed out after ${timeoutMs} ms waiting for '${event}'`);
-    throw err;
+export function waitEvent(emitter: Emitter, event: string, timeoutMs = 10_000): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const listener = (...args: unknown[]) => {
+      clearTimeout(timer);
+      resolve(args);
+    };
+    const timer = setTimeout(() => {
+      emitter.removeListener(event, listener);
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for '${event}'`));
+    }, timeoutMs);
+    emitter.once(event, listener);
   });
 }
