@@ -33,7 +33,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     samplesReceived: new Counter({
       name: 'bridge_samples_received_total',
-      help: 'Samples (points) in messages received on mapped telemetry topics, accepted or not.',
+      help: 'Points the bridge took responsibility for: accepted samples and status changes (acknowledged and spooled), rejected samples, and points recovered from the spool at start-up.',
       registers,
     }),
     samplesRejected: new Counter({
@@ -73,21 +73,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Bytes the durable spool uses on disk.',
       registers,
     }),
-    // Loss ledger (with samplesReceived, samplesRejected, pointsWritten, deadLettered, backlog):
-    // received + statusPoints + spoolRecovered = written + rejected + deadLettered + backlog + samplesRefused
-    statusPoints: new Counter({
-      name: 'bridge_status_points_total',
-      help: 'Points other than samples (status changes) accepted into the spool.',
-      registers,
-    }),
+    // The loss ledger: received = written + rejected + dead-lettered + backlog, at every moment.
+    // Refused points are outside it: they were never acknowledged, the device still has them.
     samplesRefused: new Counter({
       name: 'bridge_samples_refused_total',
-      help: 'Samples the spool refused (disk limit reached or closing): not acknowledged, the device resends them.',
+      help: 'Points the spool refused (disk limit reached or closing): not acknowledged, the device resends them.',
       registers,
     }),
     spoolRecovered: new Counter({
       name: 'bridge_spool_recovered_points_total',
-      help: 'Points found unconfirmed in the spool at start-up (accepted by an earlier run).',
+      help: 'Points found unconfirmed in the spool at start-up (accepted by an earlier run); also counted as received.',
       registers,
     }),
     liveClients: new Gauge({

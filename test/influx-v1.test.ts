@@ -68,8 +68,8 @@ async function open(
     logs: lines,
     dataDir: dir,
     async append(l) {
-      metrics.samplesReceived.inc(l.filter((x) => x.startsWith('telemetry,')).length);
       await storage.append(l);
+      metrics.samplesReceived.inc(l.length);
     },
   };
 }

@@ -66,9 +66,9 @@ describe('storage durability', () => {
     let notReadyAt: number | undefined;
     let error: { code?: string } | undefined;
     for (let seq = 1; seq <= 1000 && !error; seq++) {
-      metrics.samplesReceived.inc();
       try {
         await storage.append([line('full-1', seq)]);
+        metrics.samplesReceived.inc();
         acked = seq;
       } catch (err) {
         error = err as { code?: string };
@@ -89,8 +89,8 @@ describe('storage durability', () => {
     try {
       await waitFor('drained', () => storage.backlogPoints() === 0, { timeoutMs: 20_000 });
       assert.equal(storage.readiness().ok, true);
-      metrics.samplesReceived.inc();
       await storage.append([line('full-1', acked + 1)]);
+      metrics.samplesReceived.inc();
       await waitFor('drained again', () => storage.backlogPoints() === 0);
       const rows = await late.rows('SELECT count(seq) FROM telemetry', 'full');
       assert.equal(rows[0]?.['count'], acked + 1);

@@ -2,11 +2,11 @@
  * Composition of the storage side: the durable spool (`<dataDir>/spool/`) and the InfluxDB writer
  * draining it, behind the `Storage` interface the pipeline uses.
  *
- * Loss ledger (docs/operations.md): the metrics below add up at every moment to
- *   bridge_samples_received_total + bridge_status_points_total + bridge_spool_recovered_points_total
- *   = bridge_influx_points_written_total + bridge_samples_rejected_total
- *     + bridge_dead_lettered_points_total + bridge_backlog_points + bridge_samples_refused_total
- * (written/dead-lettered/backlog count every point: samples and status changes).
+ * Loss ledger (docs/operations.md): the metrics add up at every moment to
+ *   bridge_samples_received_total = bridge_influx_points_written_total + bridge_samples_rejected_total
+ *     + bridge_dead_lettered_points_total + bridge_backlog_points
+ * The pipeline counts what it acknowledged (accepted points and rejected samples); storage counts
+ * what it recovered from the spool at start-up as received too, since this run now answers for it.
  */
 import { join } from 'node:path';
 import type { Config } from '../config.js';
@@ -14,7 +14,6 @@ import { ERROR_CODES, TelebridgeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { InfluxWriter } from './influx-writer.js';
-import { TELEMETRY_MEASUREMENT } from './line-protocol.js';
 import { Spool } from './spool.js';
 import type { Storage, StorageReadiness } from './storage.js';
 
@@ -27,13 +26,6 @@ export interface OpenStorageOptions {
   readonly maxRetryMs?: number;
 }
 
-const SAMPLE_PREFIX = `${TELEMETRY_MEASUREMENT},`;
-const countSamples = (lines: readonly string[]) => {
-  let n = 0;
-  for (const l of lines) if (l.startsWith(SAMPLE_PREFIX)) n++;
-  return n;
-};
-
 /**
  * Opens the spool (recovering what an earlier run left) and starts the writer; undefined when
  * `INFLUX_URL` is unset (the caller says once that storage is off).
@@ -45,6 +37,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage 
   const log = options.log.child({ module: 'storage' });
   const spool = await Spool.open({ dir: join(config.dataDir, 'spool'), maxBytes: config.spool.maxBytes });
   metrics.spoolRecovered.inc(spool.backlogPoints);
+  metrics.samplesReceived.inc(spool.backlogPoints);
   const refresh = () => {
     metrics.backlog.set(spool.backlogPoints);
     metrics.spoolBytes.set(spool.bytes);
@@ -72,11 +65,10 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage 
         if (closing) throw new TelebridgeError(ERROR_CODES.storage, 'storage is closing');
         await spool.append(lines);
       } catch (err) {
-        metrics.samplesRefused.inc(countSamples(lines));
+        metrics.samplesRefused.inc(lines.length);
         refresh();
         throw err;
       }
-      metrics.statusPoints.inc(lines.length - countSamples(lines));
       refresh();
     },
     readiness(): StorageReadiness {

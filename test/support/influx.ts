@@ -266,15 +266,11 @@ export async function ledger(registry: { getSingleMetricAsString(name: string): 
     const m = /\s(-?[\d.e+]+)\s*$/m.exec(text.trim());
     return m ? Number(m[1]) : 0;
   };
-  const received =
-    (await v('bridge_samples_received_total')) +
-    (await v('bridge_status_points_total')) +
-    (await v('bridge_spool_recovered_points_total'));
+  const received = await v('bridge_samples_received_total');
   const accounted =
     (await v('bridge_influx_points_written_total')) +
     (await v('bridge_samples_rejected_total')) +
     (await v('bridge_dead_lettered_points_total')) +
-    (await v('bridge_backlog_points')) +
-    (await v('bridge_samples_refused_total'));
+    (await v('bridge_backlog_points'));
   return { received, accounted, written: await v('bridge_influx_points_written_total') };
 }
