@@ -4,6 +4,7 @@
  * commands. The bridge-level behaviour is in sim-replay / sim-spread / sim-faults.
  */
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { Aedes, type PublishPacket } from 'aedes';
@@ -12,6 +13,7 @@ import { codec, type WireSample } from '../firmware-sim/codec.js';
 import { SimDevice } from '../firmware-sim/device.js';
 import { BUILTIN_SCHEMAS } from '../src/config.js';
 import { loadSchemas } from '../src/schemas/registry.js';
+import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
 
 const schemas = loadSchemas(BUILTIN_SCHEMAS);
@@ -30,6 +32,7 @@ class TestBroker {
   sockets = new Set<Socket>();
   port = 0;
   readonly telemetry: Received[] = [];
+  maxPayload = 0;
   readonly status: { state: number; retain: boolean }[] = [];
   connects: number[] = [];
   /** When true, telemetry is never acknowledged (a bridge whose spool is full). */
@@ -40,6 +43,7 @@ class TestBroker {
       authorizePublish: (_client, packet: PublishPacket, cb) => {
         if (this.withholdAcks && packet.topic.endsWith('/telemetry')) return; // never call back: no PUBACK
         if (packet.topic.endsWith('/telemetry')) {
+          this.maxPayload = Math.max(this.maxPayload, (packet.payload as Buffer).length);
           const o = Telemetry.toObject(Telemetry.decode(packet.payload as Buffer), {
             longs: Number,
           }) as Received;
@@ -276,4 +280,47 @@ test('replay batches are valid Telemetry with original timestamps', () => {
     o.samples.map((s) => s.time_unix_ms),
     [1_700_000_000_000, 1_700_000_001_000],
   );
+});
+
+test('replay batches stay under the payload limit; seq and counter survive a process restart', async () => {
+  const broker = new TestBroker();
+  brokers.push(broker);
+  await broker.start();
+  const dir = tempDir('sim-state');
+  const stateFile = `${dir}/dev-f.json`;
+  const make = () =>
+    new SimDevice({
+      id: 'dev-f',
+      url: broker.url,
+      intervalMs: 5,
+      batchSize: 1000,
+      maxPayloadBytes: 2048,
+      labels: { site: 'x'.repeat(100) },
+      stateFile,
+      backoff: { baseMs: 50, capMs: 100 },
+    });
+  const first = make();
+  devices.push(first);
+  await first.start();
+  await waitFor('online', () => first.connState === 'online');
+  await broker.stop();
+  await waitFor('200 samples buffered', () => first.stats.buffered >= 200, { timeoutMs: 5000 });
+  await broker.start();
+  await first.drain(10_000);
+  await first.stop();
+  assert.ok(broker.maxPayload <= 2048, `largest payload ${broker.maxPayload} bytes`);
+  assert.ok(
+    broker.telemetry.some((r) => r.samples.length > 5),
+    'still batched',
+  );
+  const lastSeq = first.lastSeq;
+
+  const second = make(); // a new process: state from the file
+  devices.push(second);
+  await second.start();
+  await waitFor('more telemetry', () => second.lastSeq >= lastSeq + 3);
+  await second.drain(5000);
+  await second.stop();
+  assertNoGaps(broker.telemetry);
+  rmSync(dir, { recursive: true, force: true });
 });
