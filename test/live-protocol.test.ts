@@ -296,6 +296,13 @@ describe('live protocol messages', () => {
     const c = await LiveTestClient.connect(server.wsUrl, await server.token());
     await waitFor('gauge 1', async () => (await server.metrics.liveClients.get()).values[0]?.value === 1);
     assert.equal(server.live.clientCount(), 1);
+    const count = async () =>
+      (await server.metrics.e2eLatency.get()).values.find(
+        (v) => v.metricName === 'bridge_e2e_latency_seconds_count',
+      )?.value ?? 0;
+    const before = await count();
+    server.live.publishTelemetry(reading('lat', 1, { v: 1 }, Date.now() - 50));
+    assert.equal(await count(), before + 1, 'e2e latency observed on fan-out');
     c.close();
     await waitFor('gauge 0', async () => (await server.metrics.liveClients.get()).values[0]?.value === 0);
   });
