@@ -4,11 +4,7 @@
  */
 import type { Command } from 'commander';
 import { openTokenService, parseTtl } from '../auth/tokens.js';
-import { loadConfig } from '../config.js';
-
-function dataDirOf(options: { dataDir?: string }): string {
-  return options.dataDir ?? loadConfig(process.env).dataDir;
-}
+import { dataDirOf, splitList } from './data-dir.js';
 
 export function registerTokenCommand(program: Command): void {
   const token = program.command('token').description('browser tokens for /live and /live/sse');
@@ -21,10 +17,7 @@ export function registerTokenCommand(program: Command): void {
     .option('--ttl <duration>', 'lifetime: 90s, 30m, 12h, 7d', '24h')
     .option('--data-dir <dir>', 'data directory holding the signing key (default: BRIDGE_DATA_DIR or ./data)')
     .action(async (options: { feeds: string; commands: boolean; ttl: string; dataDir?: string }) => {
-      const feeds = options.feeds
-        .split(',')
-        .map((f) => f.trim())
-        .filter(Boolean);
+      const feeds = splitList(options.feeds);
       const tokens = await openTokenService(dataDirOf(options));
       const { token: jwt, claims } = await tokens.create({
         feeds,

@@ -51,7 +51,7 @@ const CLOSE_GRACE_MS = 2000;
  */
 export function createLiveChannel(deps: LiveChannelDeps): LiveChannel {
   const { config, metrics } = deps;
-  const log = deps.log.child({ module: 'live' });
+  const { log } = deps; // the caller names the module (app.ts: log.child({ module: 'live' }))
   const broker =
     deps.broker ??
     new MemoryLiveBroker({ historyCount: config.live.historyCount, historyBytes: config.live.historyBytes });
