@@ -4,7 +4,9 @@
  */
 import { Command, CommanderError } from 'commander';
 import { TelebridgeError } from '../errors.js';
+import { registerDemoCommand } from './demo.js';
 import { registerRegistryCommands } from './registry.js';
+import { registerSimCommand } from './sim.js';
 import { registerTokenCommand } from './token.js';
 
 export function buildProgram(): Command {
@@ -22,6 +24,8 @@ export function buildProgram(): Command {
     });
   registerRegistryCommands(program);
   registerTokenCommand(program);
+  registerSimCommand(program);
+  registerDemoCommand(program);
   return program;
 }
 

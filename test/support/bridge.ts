@@ -191,10 +191,10 @@ export function writeJson(path: string, value: unknown): void {
 /** Subscribes and resolves with the SUBACK return codes (mqtt.js turns any 0x80 into an error). */
 export function subackCodes(client: MqttClient, topics: string[]): Promise<number[]> {
   return new Promise((resolve) => {
-    const onPacket = (packet: { cmd: string; granted?: number[] }) => {
+    const onPacket = (packet: { cmd: string; granted?: unknown[] }) => {
       if (packet.cmd !== 'suback') return;
       client.removeListener('packetreceive', onPacket);
-      resolve(packet.granted ?? []);
+      resolve((packet.granted ?? []) as number[]);
     };
     client.on('packetreceive', onPacket);
     client.subscribe(topics, { qos: 0 }, () => {});
