@@ -183,7 +183,10 @@ export const BUILTIN_SCHEMAS: readonly SchemaMapping[] = Object.freeze([
 ]);
 
 /** The variables the bridge reads; docker-compose and docs are checked against this list. */
-export const CONFIG_VARIABLES: readonly string[] = Object.freeze([...Object.keys(envSchema.shape), 'BRIDGE_CONFIG']);
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze([
+  ...Object.keys(envSchema.shape),
+  'BRIDGE_CONFIG',
+]);
 
 /**
  * Reads, validates and freezes the configuration.
@@ -220,10 +223,14 @@ function readConfigFile(path: string | undefined): Record<string, string> {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new ConfigError(`invalid configuration: BRIDGE_CONFIG=${JSON.stringify(path)}: ${(err as Error).message}`);
+    throw new ConfigError(
+      `invalid configuration: BRIDGE_CONFIG=${JSON.stringify(path)}: ${(err as Error).message}`,
+    );
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(`invalid configuration: BRIDGE_CONFIG=${JSON.stringify(path)}: expected a JSON object`);
+    throw new ConfigError(
+      `invalid configuration: BRIDGE_CONFIG=${JSON.stringify(path)}: expected a JSON object`,
+    );
   }
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(raw)) {
@@ -257,7 +264,9 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 function toConfig(e: Env): Config {
   if (Boolean(e.BRIDGE_TLS_CERT) !== Boolean(e.BRIDGE_TLS_KEY)) {
     const missing = e.BRIDGE_TLS_CERT ? 'BRIDGE_TLS_KEY' : 'BRIDGE_TLS_CERT';
-    throw new ConfigError(`invalid configuration: ${missing}="": required when the other of BRIDGE_TLS_CERT/KEY is set`);
+    throw new ConfigError(
+      `invalid configuration: ${missing}="": required when the other of BRIDGE_TLS_CERT/KEY is set`,
+    );
   }
   if (e.BRIDGE_TLS_CA && !e.BRIDGE_TLS_CERT) {
     throw new ConfigError(

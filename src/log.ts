@@ -2,7 +2,7 @@
  * JSON logs on stdout (pino). One root logger per process; modules take a child with their name so
  * every line says where it came from.
  */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger };
 

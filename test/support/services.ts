@@ -105,10 +105,14 @@ export async function startProcess(options: {
     },
   };
   try {
-    await waitFor(`${options.name} to be ready`, async () => {
-      if (exited) throw new Error(`${options.name} exited early: ${log}`);
-      return options.ready();
-    }, { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 50 });
+    await waitFor(
+      `${options.name} to be ready`,
+      async () => {
+        if (exited) throw new Error(`${options.name} exited early: ${log}`);
+        return options.ready();
+      },
+      { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 50 },
+    );
   } catch (err) {
     await proc.stop('SIGKILL');
     throw err;
