@@ -200,3 +200,22 @@ describe('Server-Sent Events', () => {
     await waitFor('SSE client gone', () => server.live.clientCount() === 0);
   });
 });
+
+test('SSE heartbeat: a comment line every ping interval', async () => {
+  const server = await startLiveServer({ BRIDGE_LIVE_PING_MS: '100' });
+  try {
+    const req = request(`${server.httpUrl}/live/sse?feeds=status/%2B&token=${await server.token()}`);
+    req.end();
+    const [res] = (await waitEvent(req, 'response')) as [import('node:http').IncomingMessage];
+    assert.equal(res.statusCode, 200);
+    let text = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      text += chunk;
+    });
+    await waitFor('two heartbeat comments', () => text.split(': ping\n\n').length > 2);
+    req.destroy();
+  } finally {
+    await server.close();
+  }
+});
