@@ -25,8 +25,12 @@ COPY bin ./bin
 COPY web ./web
 COPY firmware-sim ./firmware-sim
 COPY bench ./bench
+# uPlot is a dev dependency (bundled into nothing; the dashboard page loads it from node_modules at
+# run time): kept across the prune.
 RUN npm run build \
- && npm prune --omit=dev --no-audit --no-fund
+ && cp -r node_modules/uplot /tmp/uplot \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && mv /tmp/uplot node_modules/uplot
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
