@@ -43,8 +43,12 @@ async function publishFleet(tb: TestBridge, secrets: string[], transport: 'tcp' 
   );
 }
 
-async function provision(tb: TestBridge): Promise<string[]> {
-  return Promise.all(Array.from({ length: DEVICES }, (_, d) => tb.addDevice(`dev-${d}`)));
+/** Provisions the devices, publishes the fleet over wss then TCP; returns the points expected. */
+async function ingestFleet(tb: TestBridge): Promise<number> {
+  const secrets = await Promise.all(Array.from({ length: DEVICES }, (_, d) => tb.addDevice(`dev-${d}`)));
+  await publishFleet(tb, secrets, 'wss', 0);
+  await publishFleet(tb, secrets, 'tcp', MESSAGES);
+  return DEVICES * MESSAGES * 2;
 }
 
 describe('ingest into InfluxDB 1.6 through the v1 API', () => {
@@ -71,10 +75,7 @@ describe('ingest into InfluxDB 1.6 through the v1 API', () => {
 
   test('10 devices × 100 messages over wss and over TCP: exact points, fields and tags', async (t) => {
     if (skip) return t.skip(skip);
-    const secrets = await provision(tb!);
-    await publishFleet(tb!, secrets, 'wss', 0);
-    await publishFleet(tb!, secrets, 'tcp', MESSAGES);
-    const expected = DEVICES * MESSAGES * 2;
+    const expected = await ingestFleet(tb!);
     await waitFor(
       `${expected} points in InfluxDB`,
       async () => {
@@ -159,10 +160,7 @@ describe('ingest into a server that serves /api/v2/write (VictoriaMetrics) throu
 
   test('10 devices × 100 messages over wss and over TCP: every point, tag and value', async (t) => {
     if (skip) return t.skip(skip);
-    const secrets = await provision(tb!);
-    await publishFleet(tb!, secrets, 'wss', 0);
-    await publishFleet(tb!, secrets, 'tcp', MESSAGES);
-    const expected = DEVICES * MESSAGES * 2;
+    const expected = await ingestFleet(tb!);
     await waitFor(
       'every point confirmed',
       async () => (await tb!.metric('bridge_influx_points_written_total')) === expected,

@@ -16,7 +16,7 @@ import type { Logger } from '../../log.js';
 import type { LiveBroker } from './broker.js';
 import type { ClientRegistry, LiveClient } from './client.js';
 import { DEVICE_ID_RE, type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from './feeds.js';
-import { TokenBucket } from './rate-limit.js';
+import { TokenBucket } from '../rate-limit.js';
 import { originAllowed, requestUrl, tokenOf } from './request-auth.js';
 import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
 import type { DeviceCommand } from './types.js';
