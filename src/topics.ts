@@ -4,6 +4,9 @@
  * device and user rights, the schema registry, and the live channel's feed scopes.
  */
 
+/** A device id (contract §3); it is one topic level, so it holds no `/`, `+` or `#`. */
+export const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
 /** True when `topic` matches `filter` (`+` one level, `#` the rest, including the parent level). */
 export function topicMatches(filter: string, topic: string): boolean {
   // [MQTT-4.7.2-1] wildcards at the first level do not match topics that start with '$'.

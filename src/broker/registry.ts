@@ -11,7 +11,7 @@ import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
-import { isValidFilter } from '../topics.js';
+import { DEVICE_ID_RE, isValidFilter } from '../topics.js';
 
 const scrypt = promisify(scryptCb) as (
   password: string | Buffer,
@@ -20,8 +20,6 @@ const scrypt = promisify(scryptCb) as (
   options: { N: number; r: number; p: number; maxmem: number },
 ) => Promise<Buffer>;
 
-/** Contract §3. */
-export const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const SCRYPT = { N: 16_384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 const KEY_LENGTH = 32;
 

@@ -8,13 +8,11 @@
  * `telemetry/+`; `telemetry/d1/#` is `telemetry/d1` (MQTT's `#` also matches its parent level).
  * Matching and scope checks are then exact and cheap, with no MQTT corner cases left over.
  */
+import { DEVICE_ID_RE } from '../../topics.js';
 
 export type FeedKind = 'telemetry' | 'status';
 
 export const FEED_KINDS: readonly FeedKind[] = ['telemetry', 'status'];
-
-/** Device ids as the contract defines them (§3). */
-export const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 /** A normalised filter: `undefined` stands for "any" (`+` or `#`). */
 export interface FeedPattern {
