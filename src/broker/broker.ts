@@ -12,6 +12,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
+import { deliverAtMaxQos } from './conformance.js';
 import { GuardedStream } from './guard.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { Identity, Registry } from './registry.js';
@@ -69,6 +70,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     preConnect(client, packet, callback) {
       // [MQTT-3.1.3-8] a zero-byte client id with CleanSession 0 gets CONNACK 2; Aedes would invent one.
       if (!packet.clientId && !packet.clean) persistentEmptyId.add(client);
+      // [MQTT-3.3.5-1] before any subscription (restored ones included) binds its delivery function.
+      deliverAtMaxQos(client);
       callback(null, true);
     },
 

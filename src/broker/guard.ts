@@ -2,13 +2,15 @@
  * The packet guard: a duplex stream between a client's byte stream (TCP, TLS or WebSocket) and
  * Aedes. It reads every MQTT fixed header as bytes arrive and fails the connection as soon as a
  * packet announces a remaining length over the limit, before its body is buffered anywhere, however
- * the bytes are split into chunks or frames. Bodies pass through untouched (no copies).
+ * the bytes are split into chunks or frames. Bodies pass through untouched (no copies); the UTF-8
+ * strings of CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE are checked on the way (conformance.ts).
  *
  * On the way out it coalesces what is written in one tick (mqtt-packet corks each packet, Aedes
  * writes several chunks per packet) into one write of the underlying stream: over WebSocket that is
  * one frame instead of one frame a chunk.
  */
 import { Duplex } from 'node:stream';
+import { Utf8FieldInspector } from './conformance.js';
 
 export class PacketTooLargeError extends Error {
   readonly code = 'E_PACKET_TOO_LARGE';
@@ -36,9 +38,16 @@ export class FixedHeaderReader {
   private length = 0;
   private multiplier = 1;
   private bodyLeft = 0;
+  private firstByte = 0;
 
-  /** @param maxPacketBytes largest whole packet (fixed header included) allowed. */
-  constructor(private readonly maxPacketBytes: number) {}
+  /**
+   * @param maxPacketBytes largest whole packet (fixed header included) allowed.
+   * @param strings when given, sees every body byte to check the packets' UTF-8 strings.
+   */
+  constructor(
+    private readonly maxPacketBytes: number,
+    private readonly strings?: Utf8FieldInspector,
+  ) {}
 
   feed(chunk: Uint8Array): Error | undefined {
     let i = 0;
@@ -46,13 +55,19 @@ export class FixedHeaderReader {
     while (i < n) {
       if (this.state === 5) {
         const take = Math.min(this.bodyLeft, n - i);
+        const err = this.strings?.body(chunk.subarray(i, i + take));
+        if (err) return err;
         this.bodyLeft -= take;
         i += take;
-        if (this.bodyLeft === 0) this.state = 0;
+        if (this.bodyLeft === 0) {
+          this.state = 0;
+          this.strings?.end();
+        }
         continue;
       }
       const byte = chunk[i++]!;
       if (this.state === 0) {
+        this.firstByte = byte;
         this.state = 1;
         this.length = 0;
         this.multiplier = 1;
@@ -71,6 +86,7 @@ export class FixedHeaderReader {
       }
       this.bodyLeft = this.length;
       this.state = this.bodyLeft === 0 ? 0 : 5;
+      if (this.bodyLeft > 0) this.strings?.start(this.firstByte);
     }
     return undefined;
   }
@@ -92,7 +108,7 @@ export class GuardedStream extends Duplex {
     private readonly options: GuardOptions,
   ) {
     super({ allowHalfOpen: false });
-    this.reader = new FixedHeaderReader(options.maxPacketBytes);
+    this.reader = new FixedHeaderReader(options.maxPacketBytes, new Utf8FieldInspector());
     inner.on('data', (chunk: Buffer) => {
       const err = this.reader.feed(chunk);
       if (err) {
