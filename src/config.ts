@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { isValidFilter } from './topics.js';
 
 /** One topic filter → protobuf message type mapping of the schema registry. */
 export interface SchemaMapping {
@@ -351,7 +352,6 @@ function toInfluxConfig(e: Env): InfluxConfig | undefined {
   return { ...common, api: 'v2', token: e.INFLUX_TOKEN, org: e.INFLUX_ORG, bucket: e.INFLUX_BUCKET };
 }
 
-const FILTER_RE = /^(?:[^#+/\u0000]*|\+)(?:\/(?:[^#+/\u0000]*|\+))*(?:\/#)?$|^#$/;
 const TYPE_RE = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
 /** Parses `filter=type;filter=type`. */
@@ -363,7 +363,7 @@ export function parseSchemaMappings(text: string): SchemaMapping[] {
     const eq = entry.lastIndexOf('=');
     const filter = entry.slice(0, eq).trim();
     const type = entry.slice(eq + 1).trim();
-    if (eq <= 0 || !FILTER_RE.test(filter) || !TYPE_RE.test(type)) {
+    if (eq <= 0 || !isValidFilter(filter) || !TYPE_RE.test(type)) {
       throw new ConfigError(
         `invalid configuration: BRIDGE_SCHEMAS=${JSON.stringify(entry)}: expected "topic/filter=package.MessageType"`,
       );

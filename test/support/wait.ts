@@ -25,9 +25,10 @@ export async function waitFor<T>(
 }
 
 /** An emitter as far as waiting goes (node's EventEmitter, mqtt.js's MqttClient, ws). */
-// biome-ignore lint/suspicious/noExplicitAny: listeners of every emitter kind must fit.
 export interface Emitter {
+  // biome-ignore lint/suspicious/noExplicitAny: listeners of every emitter kind must fit.
   once(event: string, listener: (...args: any[]) => void): unknown;
+  // biome-ignore lint/suspicious/noExplicitAny: as above.
   removeListener(event: string, listener: (...args: any[]) => void): unknown;
 }
 
