@@ -6,14 +6,17 @@
  * Re-running with the same file reuses its devices; a device that exists in the registry but whose
  * secret is unknown is re-created (it is a simulator device, named by our prefix).
  *
- * Cost: the registry hashes each secret with scrypt (~40 ms) and rewrites its file per device, so
- * provisioning is sequential at roughly 20 devices/s; big fleets should keep their fleet file, or run
- * against a bridge with BRIDGE_AUTH=off.
+ * Cost: the registry hashes each secret with scrypt (~40 ms of one libuv thread); batches are hashed
+ * in parallel and written once, about 100 devices/s on 4 threads. Big fleets should keep their
+ * fleet file, or run against a bridge with BRIDGE_AUTH=off.
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Registry } from '../src/broker/registry.js';
 import type { FleetDevice } from './fleet.js';
+
+/** Devices created per registry write. */
+const PROVISION_BATCH = 200;
 
 export interface FleetFile {
   version: 1;
@@ -59,16 +62,15 @@ export async function provisionFleet(options: {
   const secrets = await readFleetFile(options.fleetFile);
   const registry = await Registry.open(options.dataDir);
   const existing = new Set(registry.listDevices().map((d) => d.id));
-  let changed = 0;
-  for (const [i, id] of options.ids.entries()) {
-    if (existing.has(id) && secrets.has(id)) continue;
-    if (existing.has(id)) await registry.removeDevice(id);
-    secrets.set(id, await registry.addDevice(id));
-    // Save as we go: a secret that is not written down is lost (only its hash is stored).
-    if (++changed % 100 === 0) await writeFleetFile(options.fleetFile, secrets);
-    options.onProgress?.(i + 1, options.ids.length);
+  const todo = options.ids.filter((id) => !(existing.has(id) && secrets.has(id)));
+  // Batches: one registry write each, and the fleet file saved after each, since a secret that is
+  // not written down is lost (only its hash is stored).
+  for (let i = 0; i < todo.length; i += PROVISION_BATCH) {
+    const batch = todo.slice(i, i + PROVISION_BATCH);
+    for (const [id, secret] of await registry.addDevices(batch, { replace: true })) secrets.set(id, secret);
+    await writeFleetFile(options.fleetFile, secrets);
+    options.onProgress?.(options.ids.length - todo.length + i + batch.length, options.ids.length);
   }
-  if (changed > 0) await writeFleetFile(options.fleetFile, secrets);
   return options.ids.map((id) => ({ id, secret: secrets.get(id)! }));
 }
 

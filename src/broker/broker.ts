@@ -99,7 +99,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       };
       throttle
         .run(address, attempt)
-        .then((identity) => {
+        .then((result) => {
+          if (result.busy) return done(authError('too many logins from this address; retry later', 3), false);
+          const { identity } = result;
           if (!identity) return done(authError('bad user name or password', 4), false);
           if (identity.kind === 'device' && client.id !== identity.id) {
             return done(authError(`client id must be the device id '${identity.id}'`, 2), false);

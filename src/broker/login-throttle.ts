@@ -1,61 +1,86 @@
 /**
- * Slows failed logins per address. Attempts from one address run one at a time (so one address can
- * never occupy more than one of libuv's hashing threads), each failure doubles the wait before that
- * address's next attempt (100 ms up to 5 s), and an address with too many attempts queued is refused
- * at once. Other addresses are not affected.
+ * Slows failed logins per address without slowing anyone else.
+ *
+ * - An address with no recent failure may have `cleanConcurrency` checks running at once (a fleet
+ *   behind one NAT address logs in at the speed of the hash, not one at a time).
+ * - After a failure its checks run one at a time, each after a wait that doubles per failure
+ *   (100 ms up to 5 s): a password guesser gets a handful of guesses a second at most, and holds at
+ *   most one of libuv's hashing threads, so other addresses' logins are not delayed.
+ * - An address with `maxQueued` checks waiting is refused at once with "server busy" (CONNACK 3),
+ *   which does not count as a failure: the client retries after its backoff.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 
-interface AddressState {
-  failures: number;
-  lastFailureAt: number;
-  queued: number;
-  tail: Promise<unknown>;
-}
-
 export const LOGIN_THROTTLE = {
+  cleanConcurrency: 2,
   baseDelayMs: 100,
   maxDelayMs: 5000,
-  /** Attempts one address may have waiting; more are refused without a check. */
-  maxQueued: 16,
+  /** Checks one address may have waiting; more are refused as busy. */
+  maxQueued: 64,
   /** Failures are forgotten after this long without one. */
   forgetAfterMs: 10 * 60 * 1000,
   maxAddresses: 100_000,
 } as const;
 
+/** The outcome of a throttled login. */
+export type Throttled<T> =
+  | { readonly busy: true }
+  | { readonly busy: false; readonly identity: T | undefined };
+
+interface AddressState {
+  failures: number;
+  lastFailureAt: number;
+  running: number;
+  waiting: Array<() => void>;
+}
+
 export class LoginThrottle {
   private readonly states = new Map<string, AddressState>();
 
-  /** Runs `attempt` in the address's turn; undefined (a failure) when the address is over its queue. */
-  async run<T>(address: string, attempt: () => Promise<T | undefined>): Promise<T | undefined> {
+  /** Runs `attempt` in the address's turn; `identity` undefined means the credentials were wrong. */
+  async run<T>(address: string, attempt: () => Promise<T | undefined>): Promise<Throttled<T>> {
     const state = this.state(address);
-    if (state.queued >= LOGIN_THROTTLE.maxQueued) {
-      state.failures++;
-      state.lastFailureAt = Date.now();
-      return undefined;
-    }
-    state.queued++;
-    const turn = state.tail.then(async () => {
+    if (state.waiting.length >= LOGIN_THROTTLE.maxQueued) return { busy: true };
+    await this.turn(state);
+    try {
       if (state.failures > 0) {
         await sleep(
           Math.min(LOGIN_THROTTLE.maxDelayMs, LOGIN_THROTTLE.baseDelayMs * 2 ** (state.failures - 1)),
         );
       }
-      const result = await attempt();
-      if (result === undefined) {
+      const identity = await attempt();
+      if (identity === undefined) {
         state.failures++;
         state.lastFailureAt = Date.now();
-      } else {
-        state.failures = 0;
+      } else if (state.failures > 0) {
+        state.failures--;
       }
-      return result;
-    });
-    state.tail = turn.catch(() => undefined);
-    try {
-      return await turn;
+      return { busy: false, identity };
     } finally {
-      state.queued--;
+      state.running--;
+      this.next(state);
     }
+  }
+
+  private limit(state: AddressState): number {
+    return state.failures > 0 ? 1 : LOGIN_THROTTLE.cleanConcurrency;
+  }
+
+  private turn(state: AddressState): Promise<void> {
+    if (state.running < this.limit(state) && state.waiting.length === 0) {
+      state.running++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) =>
+      state.waiting.push(() => {
+        state.running++;
+        resolve();
+      }),
+    );
+  }
+
+  private next(state: AddressState): void {
+    while (state.waiting.length > 0 && state.running < this.limit(state)) state.waiting.shift()!();
   }
 
   private state(address: string): AddressState {
@@ -65,7 +90,7 @@ export class LoginThrottle {
     }
     if (!state) {
       if (this.states.size >= LOGIN_THROTTLE.maxAddresses) this.sweep();
-      state = { failures: 0, lastFailureAt: 0, queued: 0, tail: Promise.resolve() };
+      state = { failures: 0, lastFailureAt: 0, running: 0, waiting: [] };
       this.states.set(address, state);
     }
     return state;
@@ -73,7 +98,8 @@ export class LoginThrottle {
 
   private sweep(): void {
     for (const [address, state] of this.states) {
-      if (state.queued === 0 && state.failures === 0) this.states.delete(address);
+      if (state.running === 0 && state.waiting.length === 0 && state.failures === 0)
+        this.states.delete(address);
     }
     if (this.states.size >= LOGIN_THROTTLE.maxAddresses) this.states.clear();
   }

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { LOGIN_THROTTLE, LoginThrottle } from './login-throttle.js';
+
+const gate = () => {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => {
+    open = r;
+  });
+  return { open, opened };
+};
+
+test('a clean address runs a few checks at once; a failing one, one at a time and slower', async () => {
+  const throttle = new LoginThrottle();
+  let running = 0;
+  let peak = 0;
+  const g = gate();
+  const check = (ok: boolean) => async () => {
+    running++;
+    peak = Math.max(peak, running);
+    await g.opened;
+    running--;
+    return ok ? 'id' : undefined;
+  };
+  const clean = Array.from({ length: 6 }, () => throttle.run('a', check(true)));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(peak, LOGIN_THROTTLE.cleanConcurrency);
+  g.open();
+  assert.ok((await Promise.all(clean)).every((r) => !r.busy && r.identity === 'id'));
+
+  assert.deepEqual(await throttle.run('b', async () => undefined), { busy: false, identity: undefined });
+  const started = performance.now();
+  await throttle.run('b', async () => undefined);
+  const waited = performance.now() - started;
+  assert.ok(waited >= LOGIN_THROTTLE.baseDelayMs * 0.9, `waited ${waited} ms after one failure`);
+  // Another address is not slowed by b's failures.
+  const t0 = performance.now();
+  await throttle.run('c', async () => 'ok');
+  assert.ok(performance.now() - t0 < LOGIN_THROTTLE.baseDelayMs / 2);
+});
+
+test('an address with too many checks waiting is told it is busy, without counting a failure', async () => {
+  const throttle = new LoginThrottle();
+  const g = gate();
+  const pending = Array.from({ length: LOGIN_THROTTLE.cleanConcurrency + LOGIN_THROTTLE.maxQueued }, () =>
+    throttle.run('x', async () => {
+      await g.opened;
+      return 'id';
+    }),
+  );
+  assert.deepEqual(await throttle.run('x', async () => 'id'), { busy: true });
+  g.open();
+  assert.ok((await Promise.all(pending)).every((r) => !r.busy));
+});
