@@ -76,7 +76,11 @@ export async function startHttpListener(
       if (!release) return refuseUpgrade(socket, 503, 'Service Unavailable');
       socket.once('close', release);
       wss.handleUpgrade(req, socket, head, (ws) => {
-        broker.handle(websocketStream(ws, { binary: true }), 'ws', req);
+        const stream = websocketStream(ws, { binary: true });
+        // websocket-stream closes with a handshake, and ws goes on reading frames until the peer
+        // answers it (up to 30 s): a peer the bridge hangs up on (packet guard, Aedes) is not read on.
+        stream.once('close', () => ws.terminate());
+        broker.handle(stream, 'ws', req);
       });
       return;
     }
