@@ -1,0 +1,170 @@
+/**
+ * The Redis Streams live broker against a real redis-server: the LiveBroker contract (JSON built
+ * once, cursor order, after()/latest()), cursors shared between two brokers on one Redis, a restarted
+ * broker that finds the history and the latest state, and a Redis outage.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startRedis } from '../../../test/support/redis.js';
+import { waitFor } from '../../../test/support/wait.js';
+import { createLogger } from '../../log.js';
+import { RedisHealth } from '../../redis.js';
+import type { LiveEvent } from './broker.js';
+import { RedisLiveBroker } from './broker-redis.js';
+import { parseFeedFilter } from './feeds.js';
+
+const redis = await startRedis();
+const skip = 'skip' in redis ? redis.skip : undefined;
+const log = createLogger('silent');
+let prefixes = 0;
+
+async function open(
+  keyPrefix: string,
+  historyCount = 100,
+): Promise<{ broker: RedisLiveBroker; events: LiveEvent[]; health: RedisHealth }> {
+  if ('skip' in redis) throw new Error('no redis');
+  const health = new RedisHealth(log);
+  const broker = await RedisLiveBroker.open({
+    url: redis.url,
+    health,
+    log,
+    historyCount,
+    historyBytes: 1 << 20,
+    keyPrefix,
+    blockMs: 500,
+  });
+  const events: LiveEvent[] = [];
+  broker.onMessage((e) => events.push(e));
+  return { broker, events, health };
+}
+
+function publish(broker: RedisLiveBroker, device: string, seq: number): void {
+  broker.publish({
+    kind: 'telemetry',
+    device,
+    time: seq,
+    body: { seq, time: seq, values: { v: seq }, labels: {} },
+  });
+}
+
+const seqs = (events: readonly LiveEvent[] | 'gap') =>
+  events === 'gap' ? 'gap' : events.map((e) => JSON.parse(String(e.json)).seq as number);
+
+describe('RedisLiveBroker', { skip }, () => {
+  before(() => {});
+  after(async () => {
+    if (!('skip' in redis)) await redis.stop();
+  });
+
+  test('two brokers on one stream: same events, same cursors, same order; resume across them', async () => {
+    const prefix = `t${++prefixes}`;
+    const a = await open(prefix);
+    const b = await open(prefix);
+    try {
+      for (let i = 1; i <= 20; i++) publish(i % 2 ? a.broker : b.broker, `d${i % 3}`, i);
+      await waitFor('both to read 20 events', () => a.events.length === 20 && b.events.length === 20);
+      assert.deepEqual(
+        a.events.map((e) => e.cursor),
+        b.events.map((e) => e.cursor),
+      );
+      assert.deepEqual(
+        a.events.map((e) => String(e.json)),
+        b.events.map((e) => String(e.json)),
+      );
+      const first = JSON.parse(String(a.events[0]!.json));
+      assert.deepEqual(Object.keys(first).slice(0, 4), ['type', 'feed', 'device', 'cursor']);
+      assert.equal(first.cursor, a.events[0]!.cursor);
+      assert.match(a.events[0]!.cursor, /^\d+-\d+$/);
+      assert.deepEqual(JSON.parse(String(a.events[0]!.snapshotJson())), { ...first, type: 'snapshot' });
+      // A cursor seen on A resumes exactly on B.
+      // (two publishers: the stream's order, not the publish calls', is the order)
+      assert.deepEqual(seqs(b.broker.after(a.events[9]!.cursor, 100)), seqs(a.events.slice(10)));
+      assert.deepEqual(seqs(b.broker.after(a.events[9]!.cursor, 3)), seqs(a.events.slice(10, 13)));
+      assert.deepEqual(b.broker.after(a.events[19]!.cursor, 100), []);
+      assert.equal(b.broker.after('nonsense', 100), 'gap');
+      assert.equal(b.broker.after('zz1-5', 100), 'gap', 'a single-instance cursor');
+      assert.equal(b.broker.after(`${Date.now() + 60_000}-0`, 100), 'gap', 'from the future');
+      const latest = b.broker.latest([parseFeedFilter('telemetry/+') as never]);
+      const newestPerDevice = new Map(a.events.map((e) => [e.device, e.cursor]));
+      assert.deepEqual(
+        latest.map((e) => e.cursor),
+        [...newestPerDevice.values()].sort(
+          (x, y) => a.events.findIndex((e) => e.cursor === x) - a.events.findIndex((e) => e.cursor === y),
+        ),
+      );
+    } finally {
+      await a.broker.close();
+      await b.broker.close();
+      a.health.close();
+      b.health.close();
+    }
+  });
+
+  test('bounded history: the stream and the window keep historyCount; older cursors get a gap', async () => {
+    const prefix = `t${++prefixes}`;
+    const a = await open(prefix, 10);
+    try {
+      for (let i = 1; i <= 30; i++) publish(a.broker, 'd1', i);
+      await waitFor('30 events', () => a.events.length === 30);
+      assert.equal(a.broker.historyStats().count, 10);
+      assert.deepEqual(
+        seqs(a.broker.after(a.events[19]!.cursor, 100)),
+        [21, 22, 23, 24, 25, 26, 27, 28, 29, 30],
+      );
+      assert.equal(a.broker.after(a.events[18]!.cursor, 100), 'gap');
+    } finally {
+      await a.broker.close();
+      a.health.close();
+    }
+  });
+
+  test('a broker started later loads the history and the latest state of every feed', async () => {
+    const prefix = `t${++prefixes}`;
+    const a = await open(prefix, 5);
+    try {
+      publish(a.broker, 'old', 1);
+      for (let i = 2; i <= 12; i++) publish(a.broker, 'busy', i);
+      await waitFor('12 events', () => a.events.length === 12);
+      const late = await open(prefix, 5);
+      try {
+        // 'old' fell out of the history but its snapshot is still there.
+        const latest = late.broker.latest([parseFeedFilter('telemetry/+') as never]);
+        assert.deepEqual(seqs(latest), [1, 12]);
+        assert.deepEqual(seqs(late.broker.after(a.events[8]!.cursor, 100)), [10, 11, 12]);
+        publish(late.broker, 'busy', 13);
+        await waitFor('the new event on both', () => late.events.length === 1 && a.events.length === 13);
+        assert.equal(late.events[0]!.cursor, a.events[12]!.cursor);
+      } finally {
+        await late.broker.close();
+        late.health.close();
+      }
+    } finally {
+      await a.broker.close();
+      a.health.close();
+    }
+  });
+
+  test('Redis restarts: not ready and events dropped while away; the reader resumes after', async () => {
+    if ('skip' in redis) return;
+    const prefix = `t${++prefixes}`;
+    const a = await open(prefix);
+    try {
+      publish(a.broker, 'd1', 1);
+      await waitFor('first event', () => a.events.length === 1);
+      assert.deepEqual(a.health.readiness(), { ok: true });
+      await redis.stop();
+      await waitFor('not ready', () => !a.health.readiness().ok);
+      assert.match(a.health.readiness().reason ?? '', /redis unavailable/);
+      publish(a.broker, 'd1', 2);
+      assert.equal(a.broker.dropped, 1);
+      await redis.start();
+      await waitFor('ready again', () => a.health.readiness().ok, { timeoutMs: 15_000 });
+      publish(a.broker, 'd1', 3);
+      await waitFor('the event after the outage', () => a.events.length === 2, { timeoutMs: 15_000 });
+      assert.deepEqual(seqs(a.events), [1, 3]);
+    } finally {
+      await a.broker.close();
+      a.health.close();
+    }
+  });
+});

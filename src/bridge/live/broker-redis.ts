@@ -1,0 +1,399 @@
+/**
+ * The live broker on Redis Streams (cluster mode): one ordering of every streamed message shared by
+ * all instances, so a cursor taken on one instance resumes on any other.
+ *
+ * ```
+ * publish ─▶ EVALSHA: XADD <stream> MAXLEN ~ historyCount * e=<entry>   (Redis assigns the cursor)
+ *                     HSET <latest> <feed> "<id> <entry>"               (snapshot state, survives restarts)
+ * reader (own connection): XREAD BLOCK ─▶ local window (history) + latest ─▶ onMessage listeners
+ * ```
+ *
+ * Cursors are stream IDs (`<ms>-<seq>`). Every instance, including the publishing one, sees an event
+ * only when its reader reads it back, so all instances deliver the same events in the same order,
+ * and an event is in `after()`/`latest()` before any listener sees it (the LiveBroker contract).
+ *
+ * The LiveBroker interface is synchronous: `after()` and `latest()` answer from a local window that
+ * mirrors the stream's tail (loaded with XREVRANGE at start-up, then fed by XREAD) — the same size as
+ * the stream's MAXLEN, so no XRANGE round trip is needed for a resume. A cursor older than the window
+ * yields a gap, as in single-instance mode. A cursor newer than this instance's reader (a browser
+ * moved here faster than this instance read the stream — microseconds on one LAN) also yields a gap:
+ * the safe answer, followed by snapshots.
+ *
+ * Redis down: `publish` drops the event (counted in `dropped`; storage is unaffected, the pipeline
+ * spooled the reading already), the reader waits and resumes from its last ID when Redis is back; if
+ * the stream was trimmed past it meanwhile, the window restarts (older cursors get a gap).
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from '../../log.js';
+import type { RedisHealth } from '../../redis.js';
+import type { LiveBroker, LiveEvent, PublishInput } from './broker.js';
+import { type FeedKind, type FeedPattern, feedName, patternMatches } from './feeds.js';
+
+export interface RedisBrokerOptions {
+  readonly url: string;
+  readonly health: RedisHealth;
+  readonly log: Logger;
+  /** Events kept for resume, in Redis (MAXLEN ~) and in each instance's window (BRIDGE_LIVE_HISTORY). */
+  readonly historyCount: number;
+  /** JSON bytes kept in each instance's window (BRIDGE_LIVE_HISTORY_BYTES). */
+  readonly historyBytes: number;
+  /** Feeds whose latest state is kept for snapshots. Default 200 000. */
+  readonly maxFeeds?: number;
+  /** Key prefix; the stream is `<prefix>:stream`, the latest state `<prefix>:latest`. Default `telebridge:live`. */
+  readonly keyPrefix?: string;
+  /** Entries read per XREAD. Default 512. */
+  readonly readCount?: number;
+  /** XREAD BLOCK timeout, ms (how soon close() is noticed without a disconnect). Default 5000. */
+  readonly blockMs?: number;
+}
+
+const ID_RE = /^(\d{1,15})-(\d{1,15})$/;
+/** Separates the fields of a stream entry; device ids cannot contain it, JSON escapes it. */
+const SEP = '\x1f';
+
+const PUBLISH_SCRIPT = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], id .. ' ' .. ARGV[3])
+return id`;
+
+interface StreamId {
+  readonly ms: number;
+  readonly seq: number;
+}
+
+function parseId(text: string): StreamId | undefined {
+  const m = ID_RE.exec(text);
+  return m ? { ms: Number(m[1]), seq: Number(m[2]) } : undefined;
+}
+
+function compareIds(a: StreamId, b: StreamId): number {
+  return a.ms - b.ms || a.seq - b.seq;
+}
+
+class StreamEvent implements LiveEvent {
+  private snapshot: Buffer | undefined;
+  constructor(
+    readonly kind: FeedKind,
+    readonly device: string,
+    readonly feed: string,
+    readonly cursor: string,
+    readonly id: StreamId,
+    public position: number,
+    readonly time: number,
+    readonly json: Buffer,
+  ) {}
+
+  snapshotJson(): Buffer {
+    this.snapshot ??= Buffer.concat([
+      Buffer.from('{"type":"snapshot"'),
+      this.json.subarray(`{"type":"${this.kind}"`.length),
+    ]);
+    return this.snapshot;
+  }
+}
+
+/** `<kind>␟<device>␟<time>␟<body JSON>` */
+function encodeEntry(input: PublishInput): string {
+  return `${input.kind}${SEP}${input.device}${SEP}${input.time}${SEP}${JSON.stringify(input.body)}`;
+}
+
+function decodeEntry(id: string, entry: string): StreamEvent | undefined {
+  const parsed = parseId(id);
+  const parts = entry.split(SEP);
+  if (!parsed || parts.length !== 4) return undefined;
+  const [kind, device, time, body] = parts as [string, string, string, string];
+  if (kind !== 'telemetry' && kind !== 'status') return undefined;
+  const feed = feedName(kind, device);
+  const head = JSON.stringify({ type: kind, feed, device, cursor: id });
+  const json = Buffer.from(body === '{}' ? head : `${head.slice(0, -1)},${body.slice(1)}`);
+  return new StreamEvent(kind, device, feed, id, parsed, 0, Number(time), json);
+}
+
+type RedisWithScript = Redis & {
+  telebridgeLivePublish(
+    stream: string,
+    latest: string,
+    maxlen: number,
+    feed: string,
+    entry: string,
+  ): Promise<string>;
+};
+
+export class RedisLiveBroker implements LiveBroker {
+  /** Events not published because Redis was unreachable. */
+  dropped = 0;
+  private readonly streamKey: string;
+  private readonly latestKey: string;
+  private readonly maxFeeds: number;
+  private readonly ring: (StreamEvent | undefined)[];
+  private head = 0;
+  private size = 0;
+  private bytes = 0;
+  /** The newest event evicted from the window: a cursor equal to it still resumes exactly. */
+  private floor: StreamId | undefined;
+  private lastId = '0-0';
+  private position = 0;
+  private readonly latestByFeed = new Map<string, StreamEvent>();
+  private readonly listeners = new Set<(event: LiveEvent) => void>();
+  private closed = false;
+  private reconnected = false;
+  private reading: Promise<void> | undefined;
+  private dropLogged = false;
+
+  private constructor(
+    private readonly options: RedisBrokerOptions,
+    private readonly pub: RedisWithScript,
+    private readonly reader: Redis,
+  ) {
+    const prefix = options.keyPrefix ?? 'telebridge:live';
+    this.streamKey = `${prefix}:stream`;
+    this.latestKey = `${prefix}:latest`;
+    this.maxFeeds = options.maxFeeds ?? 200_000;
+    this.ring = new Array(options.historyCount);
+  }
+
+  /**
+   * Connects (publisher and a dedicated reader), loads the stream's tail and the latest state, and
+   * starts reading.
+   * @throws when Redis cannot be reached at start-up.
+   */
+  static async open(options: RedisBrokerOptions): Promise<RedisLiveBroker> {
+    const { health, url } = options;
+    // Publishes are fire-and-forget: never queue them while Redis is away (unbounded memory).
+    const pub = (await health.connect(url, 'live-pub', {
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+    })) as RedisWithScript;
+    pub.defineCommand('telebridgeLivePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
+    // The reader's one blocked XREAD waits through reconnects and is re-sent after them.
+    const reader = await health.connect(url, 'live-reader', { maxRetriesPerRequest: null });
+    const broker = new RedisLiveBroker(options, pub, reader);
+    reader.on('ready', () => {
+      broker.reconnected = true;
+    });
+    await broker.load();
+    broker.reading = broker.readLoop();
+    return broker;
+  }
+
+  publish(input: PublishInput): void {
+    if (this.closed) return;
+    if (this.pub.status !== 'ready') {
+      this.drop(undefined);
+      return;
+    }
+    this.pub
+      .telebridgeLivePublish(
+        this.streamKey,
+        this.latestKey,
+        this.options.historyCount,
+        feedName(input.kind, input.device),
+        encodeEntry(input),
+      )
+      .then(
+        () => {
+          this.dropLogged = false;
+        },
+        (err: Error) => this.drop(err),
+      );
+  }
+
+  after(since: string, limit: number): readonly LiveEvent[] | 'gap' {
+    const cursor = parseId(since);
+    if (!cursor) return 'gap';
+    if (this.size === 0) return this.floor && compareIds(cursor, this.floor) === 0 ? [] : 'gap';
+    const newest = this.at(this.size - 1);
+    const oldest = this.at(0);
+    const toNewest = compareIds(cursor, newest.id);
+    if (toNewest > 0) return 'gap'; // ahead of this instance's reader: see the header
+    if (toNewest === 0) return [];
+    let from: number; // index of the first event after the cursor
+    if (compareIds(cursor, oldest.id) < 0) {
+      if (!this.floor || compareIds(cursor, this.floor) !== 0) return 'gap';
+      from = 0;
+    } else {
+      // First index whose id is greater than the cursor.
+      let lo = 0;
+      let hi = this.size - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (compareIds(this.at(mid).id, cursor) > 0) hi = mid;
+        else lo = mid + 1;
+      }
+      from = lo;
+    }
+    const out: LiveEvent[] = [];
+    for (let i = from; i < this.size && out.length < limit; i++) out.push(this.at(i));
+    return out;
+  }
+
+  latest(patterns: readonly FeedPattern[]): LiveEvent[] {
+    const out: StreamEvent[] = [];
+    const exact = patterns.every((p) => p.kind !== undefined && p.device !== undefined);
+    if (exact) {
+      const seen = new Set<string>();
+      for (const p of patterns) {
+        const feed = feedName(p.kind!, p.device!);
+        const event = this.latestByFeed.get(feed);
+        if (event && !seen.has(feed)) out.push(event);
+        seen.add(feed);
+      }
+    } else {
+      for (const event of this.latestByFeed.values()) {
+        if (patterns.some((p) => patternMatches(p, event.kind, event.device))) out.push(event);
+      }
+    }
+    return out.sort((a, b) => compareIds(a.id, b.id));
+  }
+
+  onMessage(listener: (event: LiveEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.reader.disconnect(); // rejects the blocked XREAD
+    this.pub.disconnect();
+    await this.reading;
+  }
+
+  /** Events and bytes held in the local window (for tests and metrics). */
+  historyStats(): { count: number; bytes: number } {
+    return { count: this.size, bytes: this.bytes };
+  }
+
+  private at(index: number): StreamEvent {
+    return this.ring[(this.head + index) % this.ring.length]!;
+  }
+
+  /** The latest state of every feed (hash) and the stream's tail (window), merged in stream order. */
+  private async load(): Promise<void> {
+    const [latest, tail] = await Promise.all([
+      this.reader.hgetall(this.latestKey),
+      this.reader.xrevrange(this.streamKey, '+', '-', 'COUNT', this.options.historyCount),
+    ]);
+    const byId = new Map<string, StreamEvent>();
+    for (const value of Object.values(latest)) {
+      const space = value.indexOf(' ');
+      const event = space > 0 ? decodeEntry(value.slice(0, space), value.slice(space + 1)) : undefined;
+      if (event) byId.set(event.cursor, event);
+    }
+    const windowIds: string[] = [];
+    for (const [id, fields] of tail.reverse()) {
+      const event = byId.get(id) ?? decodeEntry(id, fieldValue(fields));
+      if (!event) continue;
+      byId.set(id, event);
+      windowIds.push(id);
+    }
+    const all = [...byId.values()].sort((a, b) => compareIds(a.id, b.id));
+    for (const event of all) {
+      event.position = ++this.position;
+      this.setLatest(event);
+    }
+    for (const id of windowIds) this.append(byId.get(id)!);
+    const newest = windowIds.at(-1);
+    if (newest) this.lastId = newest;
+  }
+
+  private async readLoop(): Promise<void> {
+    const count = this.options.readCount ?? 512;
+    const block = this.options.blockMs ?? 5000;
+    while (!this.closed) {
+      try {
+        if (this.reconnected) {
+          this.reconnected = false;
+          await this.checkContinuity();
+        }
+        const reply = (await this.reader.xread(
+          'COUNT',
+          count,
+          'BLOCK',
+          block,
+          'STREAMS',
+          this.streamKey,
+          this.lastId,
+        )) as [string, [string, string[]][]][] | null;
+        if (!reply) continue;
+        for (const [, entries] of reply) {
+          for (const [id, fields] of entries) this.ingest(id, fields);
+        }
+      } catch (err) {
+        if (this.closed) return;
+        this.options.log.debug({ err: (err as Error).message }, 'live: stream read failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
+
+  /** After a reconnect: if the stream was trimmed past our last ID, the window has a hole. */
+  private async checkContinuity(): Promise<void> {
+    if (this.size === 0) return;
+    const first = await this.reader.xrange(this.streamKey, '-', '+', 'COUNT', 1);
+    const firstId = first[0] ? parseId(first[0][0]) : undefined;
+    const last = parseId(this.lastId);
+    if (!firstId || !last || compareIds(firstId, last) <= 0) return;
+    this.options.log.warn(
+      { lastId: this.lastId, firstId: first[0]![0] },
+      'live: events were trimmed from the stream while Redis was unreachable; older cursors get a gap',
+    );
+    while (this.size > 0) this.evictOldest();
+    this.floor = undefined;
+  }
+
+  private ingest(id: string, fields: string[]): void {
+    this.lastId = id;
+    const event = decodeEntry(id, fieldValue(fields));
+    if (!event) return;
+    event.position = ++this.position;
+    this.append(event);
+    this.setLatest(event);
+    for (const listener of this.listeners) listener(event);
+  }
+
+  private setLatest(event: StreamEvent): void {
+    // Delete then set: Map order stays least-recently-updated first, for eviction.
+    this.latestByFeed.delete(event.feed);
+    this.latestByFeed.set(event.feed, event);
+    if (this.latestByFeed.size > this.maxFeeds) {
+      const oldest = this.latestByFeed.keys().next().value;
+      if (oldest !== undefined) this.latestByFeed.delete(oldest);
+    }
+  }
+
+  private append(event: StreamEvent): void {
+    const capacity = this.ring.length;
+    if (this.size === capacity) this.evictOldest();
+    this.ring[(this.head + this.size) % capacity] = event;
+    this.size++;
+    this.bytes += event.json.length;
+    while (this.bytes > this.options.historyBytes && this.size > 1) this.evictOldest();
+  }
+
+  private evictOldest(): void {
+    const event = this.ring[this.head]!;
+    this.ring[this.head] = undefined;
+    this.head = (this.head + 1) % this.ring.length;
+    this.size--;
+    this.bytes -= event.json.length;
+    this.floor = event.id;
+  }
+
+  private drop(err: Error | undefined): void {
+    this.dropped++;
+    if (this.dropLogged) return;
+    this.dropLogged = true; // once per outage; RedisHealth logs the outage itself
+    this.options.log.warn(
+      { err: err?.message },
+      'live: redis unreachable, live events dropped until it is back',
+    );
+  }
+}
+
+/** The value of field `e` of a stream entry (`[field, value, …]`). */
+function fieldValue(fields: string[]): string {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'e') return fields[i + 1]!;
+  return '';
+}
