@@ -30,6 +30,8 @@ export interface BrokerDeps {
   readonly registry: Registry;
   readonly schemas: SchemaRegistry;
   readonly pipeline: () => Pipeline;
+  /** Cluster mode (REDIS_URL): Aedes's relay and session store on Redis (cluster.ts). Default: in memory. */
+  readonly cluster?: { readonly mq: unknown; readonly persistence: unknown };
 }
 
 export interface Broker {
@@ -58,6 +60,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const throttle = new LoginThrottle();
 
   const aedes = await Aedes.createBroker({
+    ...(deps.cluster ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence } : {}),
     concurrency: 100,
     // A subscriber that stops reading is dropped within seconds instead of stalling delivery.
     drainTimeout: config.limits.drainTimeoutMs,
