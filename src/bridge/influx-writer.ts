@@ -99,6 +99,14 @@ export class InfluxWriter {
   private failing = false;
   private failuresInRow = 0;
   private lastError: string | undefined;
+  /**
+   * Points of the batch in hand that InfluxDB took / that went to the dead-letter file. Counted in the
+   * metrics only when the batch is confirmed, in the same synchronous step that takes it off the
+   * backlog, so the loss ledger adds up at every scrape (and a batch cut off at shutdown, which stays
+   * in the spool, is not counted as written).
+   */
+  private batchWritten = 0;
+  private batchDead = 0;
 
   constructor(private readonly options: InfluxWriterOptions) {
     const c = options.config;
@@ -190,14 +198,25 @@ export class InfluxWriter {
         if (this.draining) return;
         continue;
       }
+      this.batchWritten = 0;
+      this.batchDead = 0;
       await this.deliver(batch.lines); // throws Stopped at the hard deadline: the batch stays
       await this.confirm(batch);
     }
   }
 
   private async confirm(batch: SpoolBatch): Promise<void> {
-    await this.options.spool.confirm(batch);
-    this.options.onProgress?.();
+    const { spool, metrics, onProgress } = this.options;
+    // spool.confirm takes the lines off the backlog synchronously; count them and refresh the backlog
+    // gauge in the same step, before its first await (ledger: written + dead + backlog never overlap).
+    const confirmed = spool.confirm(batch);
+    if (this.batchWritten > 0) metrics.pointsWritten.inc(this.batchWritten);
+    if (this.batchDead > 0) metrics.deadLettered.inc(this.batchDead);
+    this.batchWritten = 0;
+    this.batchDead = 0;
+    onProgress?.();
+    await confirmed;
+    onProgress?.();
   }
 
   /** Writes the lines, splitting or bisecting as the failures demand; returns when all are handled. */
@@ -258,7 +277,7 @@ export class InfluxWriter {
       this.stopSignal.signal.removeEventListener('abort', abort);
     }
     end();
-    this.options.metrics.pointsWritten.inc(lines.length);
+    this.batchWritten += lines.length;
     if (this.failing) {
       this.options.log.info({ backlog: this.options.spool.backlogPoints }, 'InfluxDB writes succeed again');
       this.burst.reset();
@@ -286,7 +305,7 @@ export class InfluxWriter {
     );
     if (size > max) await rename(path, `${path}.1`).catch(() => {});
     await appendFile(path, `${JSON.stringify({ time: new Date().toISOString(), reason, line })}\n`);
-    this.options.metrics.deadLettered.inc();
+    this.batchDead++;
     this.deadBurst.error({ reason, path }, 'InfluxDB refused a line; kept in the dead-letter file');
   }
 }
