@@ -76,6 +76,8 @@ const envSchema = z.object({
   BRIDGE_SCHEMA_DIR: optionalText,
   /** A device or client must send CONNECT within this many ms of connecting. */
   BRIDGE_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
+  /** An HTTP client must send its request headers (upgrades included) within this many ms. */
+  BRIDGE_HTTP_HEADERS_TIMEOUT_MS: positiveInt.default(10_000),
   /** Largest MQTT keepalive a client may ask for, s. */
   BRIDGE_KEEPALIVE_LIMIT_S: positiveInt.default(1200),
   /** Connections in total / from one address; 0 = unlimited. */
@@ -129,6 +131,7 @@ export interface Config {
   readonly schemaDir: string | undefined;
   readonly limits: {
     readonly connectTimeoutMs: number;
+    readonly httpHeadersTimeoutMs: number;
     readonly keepaliveLimitS: number;
     readonly maxConnections: number;
     readonly maxConnectionsPerIp: number;
@@ -299,6 +302,7 @@ function toConfig(e: Env): Config {
     schemaDir: e.BRIDGE_SCHEMA_DIR ? resolve(e.BRIDGE_SCHEMA_DIR) : undefined,
     limits: {
       connectTimeoutMs: e.BRIDGE_CONNECT_TIMEOUT_MS,
+      httpHeadersTimeoutMs: e.BRIDGE_HTTP_HEADERS_TIMEOUT_MS,
       keepaliveLimitS: e.BRIDGE_KEEPALIVE_LIMIT_S,
       maxConnections: e.BRIDGE_MAX_CONNECTIONS,
       maxConnectionsPerIp: e.BRIDGE_MAX_CONNECTIONS_PER_IP,

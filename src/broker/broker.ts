@@ -44,6 +44,9 @@ export interface Broker {
   close(): Promise<void>;
 }
 
+/** Longest client id, characters (Aedes's `maxClientsIdLength` only applies to MQTT 3.1). */
+const MAX_CLIENT_ID_LENGTH = 128;
+
 /** Seconds a flooding client is refused after being disconnected. */
 const FLOOD_BAN_MS = 30_000;
 
@@ -54,7 +57,7 @@ function authError(message: string, returnCode: number): AuthenticateError {
 export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const { config, log, metrics, registry } = deps;
   const identities = new WeakMap<Client, Identity>();
-  const persistentEmptyId = new WeakSet<Client>();
+  const refusedClientId = new WeakSet<Client>();
   const addresses = new WeakMap<Client, string>();
   const banned = new Map<string, number>();
   const throttle = new LoginThrottle();
@@ -66,21 +69,23 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     drainTimeout: config.limits.drainTimeoutMs,
     connectTimeout: config.limits.connectTimeoutMs,
     keepaliveLimit: config.limits.keepaliveLimitS,
-    maxClientsIdLength: 128,
+    maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
     maxTopicLevels: 32,
     heartbeatInterval: 60_000,
 
     preConnect(client, packet, callback) {
       // [MQTT-3.1.3-8] a zero-byte client id with CleanSession 0 gets CONNACK 2; Aedes would invent one.
-      if (!packet.clientId && !packet.clean) persistentEmptyId.add(client);
+      if (!packet.clientId && !packet.clean) refusedClientId.add(client);
+      // [MQTT-3.1.3-5] servers may refuse long client ids: CONNACK 2 like Aedes does for 3.1.
+      if (packet.clientId && packet.clientId.length > MAX_CLIENT_ID_LENGTH) refusedClientId.add(client);
       // [MQTT-3.3.5-1] before any subscription (restored ones included) binds its delivery function.
       deliverAtMaxQos(client);
       callback(null, true);
     },
 
     authenticate(client, username, password, done) {
-      if (persistentEmptyId.has(client))
-        return done(authError('empty client id needs clean session', 2), false);
+      if (refusedClientId.has(client))
+        return done(authError('client id refused: empty with clean session 0, or too long', 2), false);
       const bannedUntil = banned.get(client.id);
       if (bannedUntil !== undefined) {
         if (bannedUntil > Date.now()) return done(authError('temporarily refused after flooding', 3), false);

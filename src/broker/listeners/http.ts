@@ -53,15 +53,20 @@ export async function startHttpListener(
     for (const handle of routes.request) if (handle(req, res)) return;
     res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
   };
+  // Short deadlines: a client that trickles headers cannot hold a socket. Node checks them every
+  // `connectionsCheckingInterval` (default 30 s), so that is kept well under the deadline.
+  const { httpHeadersTimeoutMs } = config.limits;
+  const deadlines = {
+    headersTimeout: httpHeadersTimeoutMs,
+    requestTimeout: Math.max(30_000, httpHeadersTimeoutMs),
+    connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(httpHeadersTimeoutMs / 4))),
+  };
   const server: Server = config.tls
     ? createHttpsServer(
-        { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) },
+        { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ...deadlines },
         onRequest,
       )
-    : createHttpServer(onRequest);
-  // Short deadlines: a client that trickles headers cannot hold a socket.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+    : createHttpServer(deadlines, onRequest);
   server.keepAliveTimeout = 5_000;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
