@@ -38,12 +38,12 @@ test('defaults in the docs are the defaults in the code', () => {
   const config = loadConfig({});
   const doc = read('docs/configuration.md');
   const row = (name: string) => doc.split('\n').find((l) => l.startsWith(`| \`${name}\``)) ?? '';
-  assert.match(row('BRIDGE_MQTT_PORT'), new RegExp(`\\| ${config.mqttPort} \\|`));
-  assert.match(row('BRIDGE_HTTP_PORT'), new RegExp(`\\| ${config.httpPort} \\|`));
-  assert.match(row('BRIDGE_MAX_PAYLOAD_BYTES'), new RegExp(`\\| ${config.maxPayloadBytes} \\|`));
-  assert.match(row('BRIDGE_MAX_PACKET_BYTES'), new RegExp(`\\| ${config.maxPacketBytes} \\|`));
-  assert.match(row('BRIDGE_LIVE_PING_MS'), new RegExp(`\\| ${config.live.pingMs} \\|`));
-  assert.match(row('BRIDGE_SPOOL_MAX_BYTES'), new RegExp(`\\| ${config.spool.maxBytes} \\|`));
+  assert.match(row('BRIDGE_MQTT_PORT'), new RegExp(`\\|\\s*${config.mqttPort}\\s*\\|`));
+  assert.match(row('BRIDGE_HTTP_PORT'), new RegExp(`\\|\\s*${config.httpPort}\\s*\\|`));
+  assert.match(row('BRIDGE_MAX_PAYLOAD_BYTES'), new RegExp(`\\|\\s*${config.maxPayloadBytes}\\s*\\|`));
+  assert.match(row('BRIDGE_MAX_PACKET_BYTES'), new RegExp(`\\|\\s*${config.maxPacketBytes}\\s*\\|`));
+  assert.match(row('BRIDGE_LIVE_PING_MS'), new RegExp(`\\|\\s*${config.live.pingMs}\\s*\\|`));
+  assert.match(row('BRIDGE_SPOOL_MAX_BYTES'), new RegExp(`\\|\\s*${config.spool.maxBytes}\\s*\\|`));
 });
 
 test('the CLI has every sub-command the contract names, each with --help', () => {

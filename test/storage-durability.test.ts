@@ -5,13 +5,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readingToLines } from '../src/bridge/line-protocol.js';
 import { openStorage } from '../src/bridge/open-storage.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
+import { projectRoot } from '../src/paths.js';
 import { type InfluxdServer, ledger, startInfluxd } from './support/influx.js';
 import { freePort, tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
@@ -115,7 +116,8 @@ describe('storage durability', () => {
       INFLUX_BATCH_SIZE: '50',
     };
     const script = join(dir, 'child.mts');
-    const root = resolve(import.meta.dirname, '..');
+    // The sources, run through tsx: the same whether this test runs from test/ or dist/test/.
+    const root = projectRoot();
     writeFileSync(
       script,
       `import { openStorage } from ${JSON.stringify(join(root, 'src/bridge/open-storage.ts'))};
