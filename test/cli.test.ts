@@ -138,3 +138,56 @@ test('npm start: /healthz within 5 s, storage off said once, SIGTERM exits 0', a
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('npm run demo: the bridge plus simulated devices, and a dashboard URL with a working token', async () => {
+  const dir = tempDir('demo');
+  const [mqttPort, httpPort] = [await freePort(), await freePort()];
+  const child = spawn(
+    process.execPath,
+    [bin, 'demo', '--devices', '3', '--interval', '200', '--duration', '30'],
+    {
+      env: {
+        ...process.env,
+        BRIDGE_MQTT_PORT: String(mqttPort),
+        BRIDGE_HTTP_PORT: String(httpPort),
+        BRIDGE_DATA_DIR: dir,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    const url = await waitFor(
+      'the dashboard URL',
+      () => /dashboard: (http:\/\/\S+\?token=\S+)/.exec(out)?.[1],
+      { timeoutMs: 20_000 },
+    );
+    assert.equal(new URL(url).port, String(httpPort));
+    const page = await fetch(url);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<html/i);
+    const token = decodeURIComponent(new URL(url).searchParams.get('token')!);
+    // The token opens the live channel, and the demo devices are streaming.
+    const sse = await fetch(
+      `http://127.0.0.1:${httpPort}/live/sse?feeds=telemetry/%2B&token=${encodeURIComponent(token)}`,
+    );
+    assert.equal(sse.status, 200);
+    const reader = sse.body!.getReader();
+    let text = '';
+    await waitFor('telemetry from a demo device', async () => {
+      const { value } = await reader.read();
+      text += Buffer.from(value ?? []).toString();
+      return /"device":"demo-/.test(text);
+    });
+    await reader.cancel();
+    child.kill('SIGINT');
+    assert.equal(await exited, 0);
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
