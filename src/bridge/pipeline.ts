@@ -17,6 +17,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
+import { wildcardLevel } from '../topics.js';
 import { readingToLines, statusToLine } from './line-protocol.js';
 import type { LiveChannel } from './live/types.js';
 import { TokenBucket } from './rate-limit.js';
@@ -64,7 +65,7 @@ export class Pipeline {
       topic_kind: mapping?.kind === 'telemetry' || mapping?.kind === 'status' ? mapping.kind : 'other',
     });
     if (!mapping) return 'relay';
-    const deviceId = topic.split('/')[mapping.filter.split('/').indexOf('+')] ?? clientId;
+    const deviceId = wildcardLevel(mapping.filter, topic) ?? clientId;
     if (!this.allow(clientId)) {
       this.reject(deviceId, {
         ok: false,
