@@ -88,6 +88,8 @@ const envSchema = z.object({
   BRIDGE_DEVICE_BURST: positiveInt.default(200),
   /** A subscriber whose socket does not drain within this many ms is disconnected. */
   BRIDGE_DRAIN_TIMEOUT_MS: positiveInt.default(5000),
+  /** Bytes queued for one MQTT subscriber past which it is disconnected. */
+  BRIDGE_SUBSCRIBER_BUFFER_BYTES: z.coerce.number().int().min(65_536).default(1_048_576),
   /** Live channel: ping interval, ms. */
   BRIDGE_LIVE_PING_MS: positiveInt.default(20_000),
   /** Live channel: permessage-deflate when the client offers it. */
@@ -138,6 +140,7 @@ export interface Config {
     readonly deviceRate: number;
     readonly deviceBurst: number;
     readonly drainTimeoutMs: number;
+    readonly subscriberBufferBytes: number;
   };
   readonly live: {
     readonly pingMs: number;
@@ -309,6 +312,7 @@ function toConfig(e: Env): Config {
       deviceRate: e.BRIDGE_DEVICE_RATE,
       deviceBurst: e.BRIDGE_DEVICE_BURST,
       drainTimeoutMs: e.BRIDGE_DRAIN_TIMEOUT_MS,
+      subscriberBufferBytes: e.BRIDGE_SUBSCRIBER_BUFFER_BYTES,
     },
     live: {
       pingMs: e.BRIDGE_LIVE_PING_MS,

@@ -17,6 +17,7 @@ import { GuardedStream } from './guard.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { Identity, Registry } from './registry.js';
 import { canPublish, canSubscribe } from './rights.js';
+import { releaseDeliveries } from './slow-subscriber.js';
 
 /** Where rejected messages go after their PUBACK: a `$` topic no filter of a client can reach. */
 export const DISCARD_TOPIC = '$telebridge/discarded';
@@ -80,6 +81,10 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       if (packet.clientId && packet.clientId.length > MAX_CLIENT_ID_LENGTH) refusedClientId.add(client);
       // [MQTT-3.3.5-1] before any subscription (restored ones included) binds its delivery function.
       deliverAtMaxQos(client);
+      // One subscriber that stops reading must not hold up routing for everyone (slow-subscriber.ts).
+      releaseDeliveries(client, config.limits.subscriberBufferBytes, (queued) =>
+        log.warn({ clientId: client.id, queued }, 'slow subscriber disconnected'),
+      );
       callback(null, true);
     },
 
