@@ -233,6 +233,7 @@ async function subscribe(p: Extract<WorkerTask, { task: 'subscribe' }>): Promise
     start() {
       recording = true;
     },
+    progress: () => received,
     async stop() {
       recording = false;
       return { latency: rec.snapshot(), received };
@@ -346,6 +347,7 @@ async function live(p: Extract<WorkerTask, { task: 'live' }>): Promise<Running> 
     start() {
       recording = true;
     },
+    progress: () => received,
     async stop() {
       recording = false;
       return { latency: rec.snapshot(), received };
@@ -408,6 +410,7 @@ async function sio(p: Extract<WorkerTask, { task: 'sio' }>): Promise<Running> {
     start() {
       recording = true;
     },
+    progress: () => received,
     async stop() {
       recording = false;
       return { latency: rec.snapshot(), received };

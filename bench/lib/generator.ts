@@ -127,6 +127,6 @@ export class Generator {
 /** Splits `items` into `n` nearly equal slices. */
 export function slices<T>(items: readonly T[], n: number): T[][] {
   const out: T[][] = Array.from({ length: n }, () => []);
-  items.forEach((item, i) => out[i % n]!.push(item));
+  for (let i = 0; i < items.length; i++) out[i % n]!.push(items[i]!);
   return out.filter((s) => s.length > 0);
 }

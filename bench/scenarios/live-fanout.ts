@@ -1,0 +1,181 @@
+/**
+ * `/live` fan-out: 1,000 browsers (WebSocket, JSON, token from the bridge's token service)
+ * subscribed to `telemetry/+` while 100 devices publish 100 readings/s in total over MQTT/TCP.
+ * Latency = device send → browser receive (the reading's seq carries the send time in µs).
+ * Baseline: a Socket.IO server broadcasting the same JSON object to the same number of browsers.
+ * Target: bridge p99 ≤ 50 ms.
+ *
+ * Hook for issue 9 (scale-out): `instances` > 1 with `redisUrl` starts that many bridges sharing
+ * Redis; browsers are spread round-robin over them and devices connect to the first, so the
+ * latency includes the hop through Redis.
+ */
+import { rmSync } from 'node:fs';
+import { openTokenService } from '../../src/auth/tokens.js';
+import { freePort, tempDir } from '../../test/support/services.js';
+import {
+  type BenchContext,
+  type Scenario,
+  type ScenarioOptions,
+  type ScenarioResult,
+  sleep,
+  until,
+} from '../lib/context.js';
+import type { WorkerTask } from '../lib/gen-worker.js';
+import { Generator } from '../lib/generator.js';
+import { generatorCpu, ProcMonitor, round, summarize } from '../lib/stats.js';
+import { type Sut, startBridgeSut, startSocketIoSut } from '../lib/suts.js';
+
+const BROWSERS = 1000;
+const DEVICES = 100;
+const RATE = 100;
+const BROWSER_WORKERS = 3;
+
+export interface LiveFanoutOptions extends ScenarioOptions {
+  /** Bridges to run (scale-out, issue 9); default 1. More than one needs `redisUrl`. */
+  readonly instances?: number;
+  readonly redisUrl?: string;
+}
+
+export const liveFanout: Scenario & {
+  run(ctx: BenchContext, options?: LiveFanoutOptions): Promise<ScenarioResult[]>;
+} = {
+  name: 'live-fanout',
+  description: `${BROWSERS} /live browsers, ${DEVICES} devices, ${RATE} readings/s in total`,
+  async run(ctx: BenchContext, options: LiveFanoutOptions = {}): Promise<ScenarioResult[]> {
+    const seconds = options.profileDir ? 5 : ctx.quick ? 5 : 10;
+    const instances = options.instances ?? 1;
+    if (instances > 1 && !options.redisUrl) throw new Error('live-fanout: several instances need redisUrl');
+    const results: ScenarioResult[] = [];
+
+    const dataDir = tempDir('bench-live');
+    const bridges: Sut[] = [];
+    try {
+      const tokens = await openTokenService(dataDir);
+      const { token } = await tokens.create({ feeds: ['telemetry/+'], ttlSeconds: 3600 });
+      for (let i = 0; i < instances; i++) {
+        bridges.push(
+          await startBridgeSut(ctx.pin, {
+            ports: { mqtt: await freePort(), http: await freePort() },
+            dataDir,
+            ...(options.profileDir ? { cpuProfDir: options.profileDir } : {}),
+            env: options.redisUrl ? { REDIS_URL: options.redisUrl } : {},
+          }),
+        );
+      }
+      const first = bridges[0]!;
+      const browsers: WorkerTask[] = Array.from({ length: BROWSER_WORKERS }, (_, w) => {
+        const sut = bridges[w % bridges.length]!;
+        return {
+          task: 'live',
+          target: { host: '127.0.0.1', port: sut.httpPort },
+          count: Math.ceil(BROWSERS / BROWSER_WORKERS),
+          token,
+          feeds: ['telemetry/+'],
+        };
+      });
+      const name = instances > 1 ? `bridge×${instances}` : 'bridge';
+      results.push(
+        await runOne(
+          ctx,
+          name,
+          first,
+          browsers,
+          {
+            task: 'rate',
+            transport: 'tcp',
+            target: { host: '127.0.0.1', port: first.mqttPort },
+            devices: deviceIds(),
+            rate: RATE,
+          },
+          seconds,
+          instances,
+        ),
+      );
+    } finally {
+      for (const b of bridges) await b.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+    if (options.profileDir || instances > 1) return results;
+
+    const sio = await startSocketIoSut(ctx.pin, await freePort());
+    try {
+      const target = { host: '127.0.0.1', port: sio.httpPort };
+      const browsers: WorkerTask[] = Array.from({ length: BROWSER_WORKERS }, () => ({
+        task: 'sio',
+        target,
+        count: Math.ceil(BROWSERS / BROWSER_WORKERS),
+      }));
+      results.push(
+        await runOne(
+          ctx,
+          'socketio',
+          sio,
+          browsers,
+          { task: 'sio-rate', target, devices: deviceIds(), rate: RATE },
+          seconds,
+          1,
+        ),
+      );
+    } finally {
+      await sio.stop();
+    }
+    return results;
+  },
+};
+
+function deviceIds(): string[] {
+  return Array.from({ length: DEVICES }, (_, i) => `live-${i}`);
+}
+
+async function runOne(
+  ctx: BenchContext,
+  name: string,
+  sut: Sut,
+  browserTasks: WorkerTask[],
+  deviceTask: WorkerTask,
+  seconds: number,
+  instances: number,
+): Promise<ScenarioResult> {
+  const browsers = await Generator.spawn(browserTasks);
+  const devices = await Generator.spawn([deviceTask]);
+  const browserCount = browserTasks.reduce((n, t) => n + ('count' in t ? t.count : 0), 0);
+  const mon = new ProcMonitor(sut.pid).begin();
+  const genCpu = generatorCpu();
+  const t0 = performance.now();
+  browsers.start();
+  devices.start();
+  await sleep(seconds * 1000);
+  const [dev] = await devices.stop();
+  const sent = dev?.sent ?? 0;
+  const expected = sent * browserCount;
+  const drained = await until(async () => (await browsers.progress()) >= expected, 20_000, 200);
+  const wall = (performance.now() - t0) / 1000;
+  const parts = await browsers.stop();
+  const gcpu = genCpu();
+  const usage = mon.end();
+  await devices.close();
+  await browsers.close();
+  const received = parts.reduce((n, p) => n + (p.received ?? 0), 0);
+  const latency = summarize(parts.flatMap((p) => (p.latency ? [p.latency] : [])));
+  ctx.log(
+    `live-fanout ${name}: ${received}/${expected} delivered, p50 ${latency.p50} p99 ${latency.p99} max ${latency.max} ms, SUT CPU ${usage.cpuPercent}%, generator ${gcpu.cpuPercent}%`,
+  );
+  return {
+    group: 'live-fanout',
+    sut: name,
+    baseline: 'socketio',
+    primary: { name: 'p99 ms', value: latency.p99, unit: 'ms', better: 'lower' },
+    params: { browsers: browserCount, devices: DEVICES, rate: RATE, seconds, instances },
+    throughput: { value: round(received / wall, 0), unit: 'messages/s' },
+    latencyMs: latency,
+    sutUsage: usage,
+    generatorCpuPercent: gcpu.cpuPercent,
+    extra: {
+      sent,
+      expected,
+      received,
+      allDelivered: drained,
+      sutCpuMicrosPerMessage: round((usage.cpuSeconds / Math.max(received, 1)) * 1e6, 2),
+    },
+  };
+}
