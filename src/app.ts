@@ -20,6 +20,7 @@ import type { Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { opsRoutes } from './ops.js';
+import { type ClusterMode, openClusterMode } from './redis.js';
 import { loadSchemas } from './schemas/registry.js';
 
 export interface BridgeHandle {
@@ -54,6 +55,16 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
   const tokens = await openTokenService(config.dataDir);
   const storage = await openStorage({ config, log: log.child({ module: 'storage' }), metrics });
   if (!storage) log.info('storage off: INFLUX_URL is not set; readings are streamed live but not stored');
+  // Cluster mode (REDIS_URL): relay, MQTT sessions and the live stream on Redis; the spool stays local.
+  let cluster: ClusterMode | undefined;
+  if (config.redisUrl) {
+    try {
+      cluster = await openClusterMode(config.redisUrl, config.live, log.child({ module: 'redis' }));
+    } catch (err) {
+      await storage?.close(0);
+      throw err;
+    }
+  }
 
   const timers: NodeJS.Timeout[] = [];
   if (!config.auth) {
@@ -73,7 +84,14 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     registry,
     schemas,
     pipeline: () => pipeline!,
+    ...(cluster ? { cluster: cluster.aedes } : {}),
   });
+  // A session-store failure is emitted on the broker; without a listener it would end the process.
+  if (cluster) {
+    (broker.aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
+      log.error({ err: err.message }, 'mqtt session store error'),
+    );
+  }
   pipeline = new Pipeline({
     config,
     log: log.child({ module: 'pipeline' }),
@@ -89,6 +107,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     log: log.child({ module: 'live' }),
     metrics,
     tokens,
+    ...(cluster ? { broker: cluster.live } : {}),
     sendCommand: async (deviceId, command) => {
       broker.publish(`devices/${deviceId}/commands`, Buffer.from(commandType.encode(command).finish()), 1);
     },
@@ -114,6 +133,8 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     request: [
       opsRoutes(metrics, () => {
         if (!listening) return { ok: false, reason: 'listeners are starting or stopping' };
+        const r = cluster?.readiness();
+        if (r && !r.ok) return { ok: false, reason: r.reason ?? 'redis unavailable' };
         const s = storage?.readiness();
         return s && !s.ok ? { ok: false, reason: s.reason ?? 'storage not ready' } : { ok: true };
       }),
@@ -128,7 +149,9 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     servers.push(await startHttpListener(config, broker, limiter, routes));
   } catch (err) {
     await Promise.all(servers.map(closeServer));
+    await live.close();
     await broker.close();
+    await cluster?.close();
     await storage?.close(0);
     throw err;
   }
@@ -158,6 +181,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
         const stopped = Promise.all(servers.map(closeServer));
         await live.close();
         await broker.close();
+        await cluster?.close();
         for (const s of servers) (s as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
         await stopped;
         await storage?.close(config.shutdownGraceMs);

@@ -7,6 +7,8 @@
  * failed reconnect attempt; those go to debug), never once per attempt.
  */
 import { Redis, type RedisOptions } from 'ioredis';
+import { RedisLiveBroker } from './bridge/live/broker-redis.js';
+import { type AedesCluster, openAedesCluster } from './broker/cluster.js';
 import type { Logger } from './log.js';
 
 /** Longest wait between two reconnect attempts, ms. */
@@ -89,8 +91,9 @@ export class RedisHealth {
       this.log.debug({ redis: name, err: err.message }, 'redis connection error');
       if (conn.status !== 'ready') this.wentDown(name, err);
     });
-    conn.on('close', () => {
-      if (!this.closing && this.connections.get(name) === conn) this.wentDown(name, undefined);
+    // 'reconnecting' (not 'close'): a connection closed on purpose (shutdown) never reconnects.
+    conn.on('reconnecting', () => {
+      if (!this.closing) this.wentDown(name, undefined);
     });
     conn.on('ready', () => {
       if (this.downSince === undefined || !this.up) return;
@@ -117,5 +120,55 @@ export function redactUrl(url: string): string {
     return u.toString();
   } catch {
     return 'redis://?';
+  }
+}
+
+/** Everything cluster mode adds to one bridge instance. */
+export interface ClusterMode {
+  readonly health: RedisHealth;
+  /** For `createBroker({ cluster })`. */
+  readonly aedes: AedesCluster;
+  /** For `createLiveChannel({ broker })`. */
+  readonly live: RedisLiveBroker;
+  /** Not ready while any Redis connection is down. */
+  readiness(): { ok: boolean; reason?: string };
+  /** After the broker and the live channel closed: ends every Redis connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens cluster mode for REDIS_URL: Aedes's relay and session store, and the live channel's stream.
+ * @throws when Redis cannot be reached at start-up (the bridge does not start half-clustered).
+ */
+export async function openClusterMode(
+  url: string,
+  live: { readonly historyCount: number; readonly historyBytes: number },
+  log: Logger,
+): Promise<ClusterMode> {
+  const health = new RedisHealth(log);
+  try {
+    const aedes = await openAedesCluster(url, health, log);
+    const liveBroker = await RedisLiveBroker.open({
+      url,
+      health,
+      log,
+      historyCount: live.historyCount,
+      historyBytes: live.historyBytes,
+    });
+    log.info({ redis: redactUrl(url) }, 'cluster mode: MQTT relay, sessions and live stream on Redis');
+    return {
+      health,
+      aedes,
+      live: liveBroker,
+      readiness: () => health.readiness(),
+      async close() {
+        await liveBroker.close();
+        await aedes.close();
+        health.close();
+      },
+    };
+  } catch (err) {
+    health.close();
+    throw err;
   }
 }

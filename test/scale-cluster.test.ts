@@ -1,0 +1,304 @@
+/**
+ * Scale-out (issue 9): three bridge instances on loopback sharing one real Redis and one real
+ * InfluxDB 1.6. Instance A is a child process (so it can be SIGKILLed); B and C run in-process.
+ * Each has its own data dir (its own spool); the device registry and the token key are provisioned
+ * identically in each (copied from A's), as docs/scaling.md asks.
+ *
+ * Proves: a device on A reaches a browser on B and an MQTT subscriber on C; a browser moved from B
+ * to C with its cursor gets no gap and no duplicate; a persistent session (clean: false, QoS 1) moved
+ * from A to B gets what was queued while it was away; each reading is written once, by the instance
+ * that accepted it; A killed, its devices move to B and C, and after A's restart (its spool is local)
+ * the database holds every acknowledged sample exactly once.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import mqtt, { type MqttClient } from 'mqtt';
+import { openTokenService } from '../src/auth/tokens.js';
+import { Registry } from '../src/broker/registry.js';
+import {
+  encodeTelemetry,
+  publishAcked,
+  startTestBridge,
+  Telemetry,
+  type TestBridge,
+} from './support/bridge.js';
+import { type BridgeProcess, spawnBridge } from './support/bridge-process.js';
+import { type InfluxdServer, startInfluxd } from './support/influx.js';
+import { LiveTestClient } from './support/live-client.js';
+import { type RedisServer, startRedis } from './support/redis.js';
+import { tempDir } from './support/services.js';
+import { waitFor } from './support/wait.js';
+
+const DB = 'scale';
+const T0 = Date.now() - 10 * 60_000;
+const DEVICES = ['dev-1', 'dev-2', 'dev-3', 'dev-4', 'dev-5'];
+
+const redis = await startRedis();
+const influx = 'skip' in redis ? redis : await startInfluxd({ database: DB });
+const skip = 'skip' in influx ? influx.skip : undefined;
+
+let r: RedisServer;
+let db: InfluxdServer;
+let a: BridgeProcess;
+let b: TestBridge;
+let c: TestBridge;
+const secrets = new Map<string, string>();
+let subscriberSecret = '';
+let token = '';
+const dirs: string[] = [];
+const clients: MqttClient[] = [];
+
+function env(): Record<string, string> {
+  return {
+    REDIS_URL: r.url,
+    INFLUX_URL: db.url,
+    INFLUX_API: 'v1',
+    INFLUX_DATABASE: DB,
+    INFLUX_FLUSH_INTERVAL_MS: '50',
+    BRIDGE_DEVICE_RATE: '0',
+  };
+}
+
+function connect(url: string, options: mqtt.IClientOptions): Promise<MqttClient> {
+  const client = mqtt.connect(url, {
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    ...options,
+  });
+  clients.push(client);
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => resolve(client));
+    client.once('error', (err) => {
+      client.end(true);
+      reject(err);
+    });
+    client.once('close', () => reject(new Error('closed before CONNACK')));
+  });
+}
+
+const device = (id: string, url: string) =>
+  connect(url, { clientId: id, username: id, password: secrets.get(id)! });
+const sample = (id: string, seq: number) =>
+  encodeTelemetry(id, seq, [{ time_unix_ms: T0 + seq, values: { v: seq } }]);
+const decodeSeq = (payload: Buffer) =>
+  Number((Telemetry.decode(payload) as unknown as { seq: number | Long }).seq);
+type Long = { toNumber(): number };
+
+/** Points of one device in InfluxDB: value → how many times it is stored. */
+async function stored(id: string): Promise<Map<number, number>> {
+  const rows = await db.rows(`SELECT v FROM telemetry WHERE device_id = '${id}'`, DB);
+  const out = new Map<number, number>();
+  for (const row of rows) out.set(row['v'] as number, (out.get(row['v'] as number) ?? 0) + 1);
+  return out;
+}
+
+async function pointsWritten(): Promise<number> {
+  return (
+    (await a.metric('bridge_influx_points_written_total')) +
+    (await b.metric('bridge_influx_points_written_total')) +
+    (await c.metric('bridge_influx_points_written_total'))
+  );
+}
+
+describe('three instances on one Redis', { skip }, () => {
+  before(async () => {
+    if ('skip' in redis || 'skip' in influx) return;
+    r = redis;
+    db = influx;
+    const dataA = tempDir('scale-a');
+    const dataB = tempDir('scale-b');
+    const dataC = tempDir('scale-c');
+    dirs.push(dataA, dataB, dataC);
+    const registry = await Registry.open(dataA);
+    for (const id of DEVICES) secrets.set(id, await registry.addDevice(id));
+    subscriberSecret = await registry.addUser('backend', { publish: [], subscribe: ['devices/+/telemetry'] });
+    token = (await (await openTokenService(dataA)).create({ feeds: ['telemetry/+'] })).token;
+    for (const dir of [dataB, dataC]) {
+      for (const file of ['registry.json', 'token-key']) copyFileSync(join(dataA, file), join(dir, file));
+    }
+    a = await spawnBridge({ env: env(), dataDir: dataA, readyTimeoutMs: 60_000 });
+    b = await startTestBridge(env(), { dataDir: dataB });
+    c = await startTestBridge(env(), { dataDir: dataC });
+  });
+
+  after(async () => {
+    for (const client of clients) client.end(true);
+    if (a?.alive) await a.terminate();
+    await b?.close();
+    await c?.close();
+    if (!('skip' in influx)) await influx.stop();
+    if (!('skip' in redis)) await redis.stop();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a device on A reaches a browser on B and an MQTT subscriber on C; stored once, by A', async () => {
+    const browser = await LiveTestClient.connect(`ws://127.0.0.1:${b.bridge.ports.http}/live`, token);
+    browser.send({ type: 'subscribe', id: 's1', feeds: ['telemetry/dev-1'] });
+    assert.equal((await browser.next()).type, 'subscribed');
+    const backend = await connect(c.mqttUrl('tcp'), {
+      clientId: 'backend-1',
+      username: 'backend',
+      password: subscriberSecret,
+    });
+    const got: number[] = [];
+    backend.on('message', (_topic, payload) => got.push(decodeSeq(payload)));
+    await backend.subscribeAsync('devices/dev-1/telemetry', { qos: 1 });
+
+    const written = await pointsWritten();
+    const dev = await device('dev-1', a.mqttUrl);
+    await publishAcked(dev, 'devices/dev-1/telemetry', sample('dev-1', 1));
+
+    const live = await browser.nextMatching((m) => m.type === 'telemetry');
+    assert.equal(live['device'], 'dev-1');
+    assert.equal(live['seq'], 1);
+    assert.match(String(live['cursor']), /^\d+-\d+$/);
+    await waitFor('the subscriber on C', () => got.length === 1);
+    assert.deepEqual(got, [1]);
+    await waitFor('the point in InfluxDB', async () => (await stored('dev-1')).get(1) === 1);
+    // Written by A only: B and C relayed it without storing it.
+    await waitFor('A to count it', async () => (await a.metric('bridge_influx_points_written_total')) >= 1);
+    assert.equal(await pointsWritten(), written + 1);
+    assert.equal(await b.metric('bridge_influx_points_written_total'), 0);
+    assert.equal(await c.metric('bridge_influx_points_written_total'), 0);
+    browser.close();
+    dev.end(true);
+    backend.end(true);
+  });
+
+  test('a browser moved from B to C with its cursor: no gap, no duplicate', async () => {
+    const dev = await device('dev-1', a.mqttUrl);
+    const onB = await LiveTestClient.connect(`ws://127.0.0.1:${b.bridge.ports.http}/live`, token);
+    onB.send({ type: 'subscribe', id: 's1', feeds: ['telemetry/dev-1'] });
+    for (let seq = 10; seq < 15; seq++)
+      await publishAcked(dev, 'devices/dev-1/telemetry', sample('dev-1', seq));
+    let last: Record<string, unknown> | undefined;
+    while (last?.['seq'] !== 14) last = await onB.nextMatching((m) => m.type === 'telemetry');
+    onB.close();
+    await onB.closed;
+    // While the browser is away, more readings (some on B's and C's own devices path: through A).
+    for (let seq = 15; seq < 20; seq++)
+      await publishAcked(dev, 'devices/dev-1/telemetry', sample('dev-1', seq));
+
+    const onC = await LiveTestClient.connect(`ws://127.0.0.1:${c.bridge.ports.http}/live`, token);
+    onC.send({ type: 'subscribe', id: 's2', feeds: ['telemetry/dev-1'], since: last['cursor'] });
+    assert.equal((await onC.next()).type, 'subscribed');
+    const replayed: unknown[] = [];
+    for (;;) {
+      const m = await onC.next();
+      assert.notEqual(m.type, 'gap', 'no gap');
+      if (m.type === 'replayed') {
+        assert.equal(m['count'], 5);
+        break;
+      }
+      replayed.push(m['seq']);
+    }
+    assert.deepEqual(replayed, [15, 16, 17, 18, 19]);
+    // Live again on C, and nothing replayed twice.
+    await publishAcked(dev, 'devices/dev-1/telemetry', sample('dev-1', 20));
+    assert.equal((await onC.nextMatching((m) => m.type === 'telemetry'))['seq'], 20);
+    assert.deepEqual(onC.drain(), []);
+    onC.close();
+    dev.end(true);
+  });
+
+  test('a persistent session moved from A to B gets the QoS 1 messages queued while it was away', async () => {
+    const opts = {
+      clientId: 'backend-persistent',
+      username: 'backend',
+      password: subscriberSecret,
+      clean: false,
+    };
+    const first = await connect(a.mqttUrl, opts);
+    await first.subscribeAsync('devices/dev-2/telemetry', { qos: 1 });
+    first.end(true);
+    await waitFor('the session to be offline', async () => !first.connected);
+
+    const dev = await device('dev-2', c.mqttUrl('tcp'));
+    for (let seq = 1; seq <= 3; seq++)
+      await publishAcked(dev, 'devices/dev-2/telemetry', sample('dev-2', seq));
+
+    const got: number[] = [];
+    const second = mqtt.connect(b.mqttUrl('tcp'), { protocolVersion: 4, reconnectPeriod: 0, ...opts });
+    clients.push(second);
+    second.on('message', (_topic, payload, packet) => {
+      assert.equal(packet.qos, 1);
+      got.push(decodeSeq(payload));
+    });
+    const [connack] = (await new Promise((resolve) => second.once('connect', (p) => resolve([p])))) as [
+      { sessionPresent: boolean },
+    ];
+    assert.equal(connack.sessionPresent, true);
+    await waitFor('the queued messages', () => got.length >= 3);
+    assert.deepEqual(got, [1, 2, 3]);
+    // And the moved session keeps receiving live.
+    await publishAcked(dev, 'devices/dev-2/telemetry', sample('dev-2', 4));
+    await waitFor('the live message', () => got.length === 4);
+    second.end(true);
+    dev.end(true);
+  });
+
+  test('A killed: its devices move to B and C; every acknowledged sample stored exactly once', async () => {
+    const movers = ['dev-3', 'dev-4', 'dev-5'];
+    const targets = [b.mqttUrl('tcp'), c.mqttUrl('tcp')];
+    const perDevice = 40;
+    const acked = new Map<string, Set<number>>(movers.map((id) => [id, new Set()]));
+    let killed = false;
+
+    // A device as firmware does it: publish QoS 1, wait for PUBACK; when the connection drops,
+    // connect to another instance and send the unacknowledged message again.
+    const run = async (id: string, index: number) => {
+      let client = await device(id, a.mqttUrl);
+      for (let seq = 1; seq <= perDevice; seq++) {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            const current = client;
+            let onClose = () => {};
+            await Promise.race([
+              publishAcked(current, `devices/${id}/telemetry`, sample(id, seq)),
+              new Promise((_, reject) => {
+                onClose = () => reject(new Error('closed'));
+                current.once('close', onClose);
+              }),
+            ]).finally(() => current.removeListener('close', onClose));
+            acked.get(id)!.add(seq);
+            break;
+          } catch {
+            assert.ok(attempt < 20, `${id} could not reconnect`);
+            client.end(true);
+            await waitFor(`${id} to reconnect`, async () => {
+              try {
+                client = await device(id, targets[(index + attempt) % targets.length]!);
+                return true;
+              } catch {
+                return false;
+              }
+            });
+          }
+        }
+      }
+      client.end(true);
+    };
+    const runs = movers.map((id, i) => run(id, i));
+    await waitFor('some acknowledged on A', () => [...acked.values()].every((s) => s.size >= 10));
+    await a.kill();
+    killed = true;
+    await Promise.all(runs);
+    assert.ok(killed);
+    for (const id of movers) assert.equal(acked.get(id)!.size, perDevice);
+
+    // A's spool is local: restarting A on its data dir delivers what it acknowledged before dying.
+    a = await spawnBridge({ env: a.env, dataDir: a.dataDir, ports: a.ports, readyTimeoutMs: 60_000 });
+    for (const id of movers) {
+      await waitFor(
+        `every acknowledged sample of ${id} in InfluxDB`,
+        async () => (await stored(id)).size === perDevice,
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+      const points = await stored(id);
+      for (let seq = 1; seq <= perDevice; seq++) assert.equal(points.get(seq), 1, `${id} seq ${seq} once`);
+    }
+  });
+});
