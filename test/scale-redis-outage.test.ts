@@ -1,0 +1,171 @@
+/**
+ * Redis going away under two clustered instances (real redis-server, real InfluxDB 1.6): the
+ * instance keeps serving its own clients (PUBACK, local MQTT relay, storage), /readyz is 503 naming
+ * Redis, the outage is logged once when it starts and once when it ends, and after Redis is back the
+ * relay between instances and the live stream work again. Nothing acknowledged is lost.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import mqtt, { type MqttClient } from 'mqtt';
+import { type BridgeHandle, startBridge } from '../src/app.js';
+import { openTokenService } from '../src/auth/tokens.js';
+import { Registry } from '../src/broker/registry.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/log.js';
+import {
+  encodeTelemetry,
+  publishAcked,
+  startTestBridge,
+  Telemetry,
+  type TestBridge,
+} from './support/bridge.js';
+import { captureLog, type InfluxdServer, startInfluxd } from './support/influx.js';
+import { LiveTestClient } from './support/live-client.js';
+import { type RedisServer, startRedis } from './support/redis.js';
+import { tempDir } from './support/services.js';
+import { waitFor } from './support/wait.js';
+
+const DB = 'outage';
+const T0 = Date.now() - 10 * 60_000;
+
+const redis = await startRedis();
+const influx = 'skip' in redis ? redis : await startInfluxd({ database: DB });
+const skip = 'skip' in influx ? influx.skip : undefined;
+
+let r: RedisServer;
+let db: InfluxdServer;
+let a: BridgeHandle;
+let b: TestBridge;
+const logs = captureLog();
+const dirs: string[] = [];
+const clients: MqttClient[] = [];
+let deviceSecret = '';
+let backendSecret = '';
+let token = '';
+
+function connect(port: number, options: mqtt.IClientOptions): Promise<MqttClient> {
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    ...options,
+  });
+  clients.push(client);
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => resolve(client));
+    client.once('error', reject);
+  });
+}
+const seqOf = (payload: Buffer) => Number((Telemetry.decode(payload) as unknown as { seq: number }).seq);
+const sample = (seq: number) =>
+  encodeTelemetry('dev-1', seq, [{ time_unix_ms: T0 + seq, values: { v: seq } }]);
+const readyz = async (port: number) => {
+  const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+  return { status: res.status, body: (await res.json()) as { reason?: string } };
+};
+const lines = (msg: RegExp) => logs.lines.filter((l) => msg.test(String(l['msg'])));
+
+describe('Redis outage under a cluster', { skip }, () => {
+  before(async () => {
+    if ('skip' in redis || 'skip' in influx) return;
+    r = redis;
+    db = influx;
+    const dataA = tempDir('outage-a');
+    const dataB = tempDir('outage-b');
+    dirs.push(dataA, dataB);
+    const registry = await Registry.open(dataA);
+    deviceSecret = await registry.addDevice('dev-1');
+    backendSecret = await registry.addUser('backend', { publish: [], subscribe: ['devices/+/telemetry'] });
+    token = (await (await openTokenService(dataA)).create({ feeds: ['telemetry/+'] })).token;
+    for (const file of ['registry.json', 'token-key']) copyFileSync(join(dataA, file), join(dataB, file));
+    const env = {
+      REDIS_URL: r.url,
+      INFLUX_URL: db.url,
+      INFLUX_API: 'v1',
+      INFLUX_DATABASE: DB,
+      INFLUX_FLUSH_INTERVAL_MS: '50',
+      INFLUX_SELF_METRICS_MS: '0',
+    };
+    const config = loadConfig({
+      ...env,
+      BRIDGE_MQTT_PORT: '0',
+      BRIDGE_HTTP_PORT: '0',
+      BRIDGE_DATA_DIR: dataA,
+      LOG_LEVEL: 'info',
+    });
+    a = await startBridge(config, { log: createLogger('info', logs.stream) });
+    b = await startTestBridge(env, { dataDir: dataB });
+  });
+
+  after(async () => {
+    for (const c of clients) c.end(true);
+    await a?.close();
+    await b?.close();
+    if (!('skip' in influx)) await influx.stop();
+    if (!('skip' in redis)) await redis.stop();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('while Redis is down: local clients served, not ready, logged once; after: cluster again', async () => {
+    const dev = await connect(a.ports.mqtt, { clientId: 'dev-1', username: 'dev-1', password: deviceSecret });
+    const local = await connect(a.ports.mqtt, {
+      clientId: 'local',
+      username: 'backend',
+      password: backendSecret,
+    });
+    const remote = await connect(b.bridge.ports.mqtt, {
+      clientId: 'remote',
+      username: 'backend',
+      password: backendSecret,
+    });
+    const onA: number[] = [];
+    const onB: number[] = [];
+    local.on('message', (_t, p) => onA.push(seqOf(p)));
+    remote.on('message', (_t, p) => onB.push(seqOf(p)));
+    await local.subscribeAsync('devices/dev-1/telemetry', { qos: 1 });
+    await remote.subscribeAsync('devices/dev-1/telemetry', { qos: 1 });
+    await publishAcked(dev, 'devices/dev-1/telemetry', sample(1));
+    await waitFor('seq 1 on both instances', () => onA.includes(1) && onB.includes(1));
+    assert.equal((await readyz(a.ports.http)).status, 200);
+
+    await r.stop();
+    await waitFor('A not ready', async () => (await readyz(a.ports.http)).status === 503);
+    assert.match((await readyz(a.ports.http)).body.reason ?? '', /redis/);
+    // The device is acknowledged without Redis, the local subscriber still gets it, and it is stored.
+    for (let seq = 2; seq <= 6; seq++) await publishAcked(dev, 'devices/dev-1/telemetry', sample(seq));
+    await waitFor('local relay during the outage', () => onA.includes(6));
+    assert.deepEqual(
+      onA.filter((s) => s > 1),
+      [2, 3, 4, 5, 6],
+    );
+    assert.ok(!onB.includes(2), 'not relayed to the other instance while Redis is away');
+    await waitFor('stored during the outage', async () => {
+      const rows = await db.rows(`SELECT count(v) FROM telemetry WHERE device_id = 'dev-1'`, DB);
+      return rows[0]?.['count'] === 6;
+    });
+    assert.equal(lines(/^redis unreachable/).length, 1, 'one line for the outage, not one per attempt');
+
+    await r.start();
+    await waitFor('A ready again', async () => (await readyz(a.ports.http)).status === 200, {
+      timeoutMs: 20_000,
+    });
+    await waitFor('B ready again', async () => (await readyz(b.bridge.ports.http)).status === 200, {
+      timeoutMs: 20_000,
+    });
+    assert.equal(lines(/^redis reachable again/).length, 1);
+    assert.equal(lines(/^redis unreachable/).length, 1);
+
+    // Relay between instances and the live stream work again.
+    const browser = await LiveTestClient.connect(`ws://127.0.0.1:${b.bridge.ports.http}/live`, token);
+    browser.send({ type: 'subscribe', id: 's', feeds: ['telemetry/dev-1'] });
+    await browser.nextMatching((m) => m.type === 'subscribed');
+    await waitFor('the relay to B after the outage', async () => {
+      await publishAcked(dev, 'devices/dev-1/telemetry', sample(7 + onB.length));
+      return onB.length > 1;
+    });
+    const live = await browser.nextMatching((m) => m.type === 'telemetry');
+    assert.equal(live['device'], 'dev-1');
+    browser.close();
+  });
+});
