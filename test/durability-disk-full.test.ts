@@ -70,7 +70,16 @@ test('spool disk limit: 503 near it, no PUBACK at it, nothing dropped; the datab
     timeoutMs: 30_000,
     intervalMs: 100,
   });
-  const full = await b.ledger();
+  const first = await b.ledger();
+  // Let PUBACKs already on their way arrive before taking the baseline.
+  const full = await waitFor(
+    'a few more refusals',
+    async () => {
+      const l = await b.ledger();
+      return l.refused >= first.refused + 5 ? l : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
   const ackedAtFull = f.messagesAcked();
   const disconnectsAtFull = f.devices.reduce((n, d) => n + d.stats.disconnects, 0);
   await waitFor(

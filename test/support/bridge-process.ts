@@ -22,7 +22,7 @@ export function repoRoot(): string {
   throw new Error(`repository root not found above ${import.meta.dirname}`);
 }
 
-/** True when dist/src holds a .js newer than every non-test .ts of src/. */
+/** True when dist/src holds a .js newer than every .ts of src/ (tests and declarations aside). */
 function distIsFresh(root: string): boolean {
   const src = join(root, 'src');
   const stack = [src];
@@ -31,7 +31,7 @@ function distIsFresh(root: string): boolean {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const path = join(dir, entry.name);
       if (entry.isDirectory()) stack.push(path);
-      else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) {
+      else if (entry.name.endsWith('.ts') && !/\.(test|d)\.ts$/.test(entry.name)) {
         const js = join(root, 'dist', relative(root, path)).replace(/\.ts$/, '.js');
         if (!existsSync(js) || statSync(js).mtimeMs < statSync(path).mtimeMs) return false;
       }
