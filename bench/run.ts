@@ -28,7 +28,7 @@ export interface BenchOptions {
   /** Scenario names; default all. */
   readonly scenarios?: readonly string[];
   readonly quick?: boolean;
-  /** Re-run missed targets' scenarios with the bridge profiled (default true). */
+  /** Re-run missed targets' scenarios with the bridge profiled (default: true, false with `quick`). */
   readonly profile?: boolean;
   /** Also run the spool benchmarks (bench/spool.ts, bench/spool-ingest.ts) and keep their output. */
   readonly spool?: boolean;
@@ -160,7 +160,11 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith('--scenarios='))?.slice('--scenarios='.length);
   return {
     quick: argv.includes('--quick'),
-    profile: !argv.includes('--no-profile'),
+    ...(argv.includes('--no-profile')
+      ? { profile: false }
+      : argv.includes('--profile')
+        ? { profile: true }
+        : {}),
     spool: argv.includes('--spool'),
     ...(list
       ? {

@@ -68,7 +68,7 @@ export const liveFanout: Scenario & {
         return {
           task: 'live',
           target: { host: '127.0.0.1', port: sut.httpPort },
-          count: Math.ceil(BROWSERS / BROWSER_WORKERS),
+          count: share(w),
           token,
           feeds: ['telemetry/+'],
         };
@@ -100,10 +100,10 @@ export const liveFanout: Scenario & {
     const sio = await startSocketIoSut(ctx.pin, await freePort());
     try {
       const target = { host: '127.0.0.1', port: sio.httpPort };
-      const browsers: WorkerTask[] = Array.from({ length: BROWSER_WORKERS }, () => ({
+      const browsers: WorkerTask[] = Array.from({ length: BROWSER_WORKERS }, (_, w) => ({
         task: 'sio',
         target,
-        count: Math.ceil(BROWSERS / BROWSER_WORKERS),
+        count: share(w),
       }));
       results.push(
         await runOne(
@@ -122,6 +122,11 @@ export const liveFanout: Scenario & {
     return results;
   },
 };
+
+/** Browsers of worker `w`: BROWSERS split as evenly as possible. */
+function share(w: number): number {
+  return Math.floor(BROWSERS / BROWSER_WORKERS) + (w < BROWSERS % BROWSER_WORKERS ? 1 : 0);
+}
 
 function deviceIds(): string[] {
   return Array.from({ length: DEVICES }, (_, i) => `live-${i}`);

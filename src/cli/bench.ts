@@ -15,13 +15,14 @@ export function registerBenchCommand(program: Command): void {
       'comma-separated: ingest, mqtt-fanout, live-fanout, idle, storm (default: all)',
     )
     .option('--quick', 'shorter runs and fewer connections')
+    .option('--profile', 're-run missed targets under --cpu-prof (default unless --quick)')
     .option('--no-profile', 'do not re-run missed targets under --cpu-prof')
     .option('--spool', 'also run the spool benchmarks (bench/spool.ts, bench/spool-ingest.ts)')
     .action(async (opts: { scenarios?: string; quick?: boolean; profile?: boolean; spool?: boolean }) => {
       const { runBench } = await import('../../bench/run.js');
       await runBench({
         quick: opts.quick === true,
-        profile: opts.profile !== false,
+        ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
         spool: opts.spool === true,
         ...(opts.scenarios ? { scenarios: opts.scenarios.split(',').map((s) => s.trim()) } : {}),
       });
