@@ -64,6 +64,9 @@ const envSchema = z.object({
   INFLUX_GZIP_THRESHOLD: nonNegativeInt.default(1000),
   /** How often the bridge writes its own health figures into InfluxDB, ms; 0 = never. */
   INFLUX_SELF_METRICS_MS: nonNegativeInt.default(10_000),
+  /** Retry backoff of failed writes: first wait and cap, ms (full jitter in between). */
+  INFLUX_RETRY_MIN_MS: z.coerce.number().int().min(10).max(600_000).default(250),
+  INFLUX_RETRY_MAX_MS: z.coerce.number().int().min(10).max(3_600_000).default(30_000),
   /** Disk the spool may use, bytes. Near it /readyz is 503; at it QoS 1 is no longer acknowledged. */
   BRIDGE_SPOOL_MAX_BYTES: z.coerce.number().int().min(65_536).default(1_073_741_824),
   /** Fraction of BRIDGE_SPOOL_MAX_BYTES at which /readyz turns 503. */
@@ -179,6 +182,8 @@ interface InfluxCommon {
   readonly timeoutMs: number;
   readonly gzipThreshold: number;
   readonly selfMetricsMs: number;
+  readonly retryMinMs: number;
+  readonly retryMaxMs: number;
 }
 
 /** The built-in schema mappings (src/schemas/telemetry.proto); user mappings are added after them. */
@@ -340,6 +345,8 @@ function toInfluxConfig(e: Env): InfluxConfig | undefined {
     timeoutMs: e.INFLUX_TIMEOUT_MS,
     gzipThreshold: e.INFLUX_GZIP_THRESHOLD,
     selfMetricsMs: e.INFLUX_SELF_METRICS_MS,
+    retryMinMs: e.INFLUX_RETRY_MIN_MS,
+    retryMaxMs: Math.max(e.INFLUX_RETRY_MIN_MS, e.INFLUX_RETRY_MAX_MS),
   };
   if (e.INFLUX_API === 'v1') {
     if (!e.INFLUX_DATABASE) {

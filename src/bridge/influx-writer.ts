@@ -289,8 +289,8 @@ export class InfluxWriter {
 
   private retryDelay(retryAfterMs: number | undefined): number {
     if (retryAfterMs !== undefined) return Math.min(retryAfterMs, this.options.maxRetryAfterMs ?? 300_000);
-    const min = this.options.minRetryMs ?? 250;
-    const max = this.options.maxRetryMs ?? 30_000;
+    const min = this.options.minRetryMs ?? this.options.config.retryMinMs;
+    const max = this.options.maxRetryMs ?? this.options.config.retryMaxMs;
     const cap = Math.min(max, min * 2 ** Math.min(this.failuresInRow - 1, 20));
     // Full jitter between cap/2 and cap: several bridges do not retry in lockstep.
     return Math.round(cap / 2 + Math.random() * (cap / 2));
