@@ -4,7 +4,7 @@
  * broker that finds the history and the latest state, and a Redis outage.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { startRedis } from '../../../test/support/redis.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { createLogger } from '../../log.js';
@@ -51,7 +51,6 @@ const seqs = (events: readonly LiveEvent[] | 'gap') =>
   events === 'gap' ? 'gap' : events.map((e) => JSON.parse(String(e.json)).seq as number);
 
 describe('RedisLiveBroker', { skip }, () => {
-  before(() => {});
   after(async () => {
     if (!('skip' in redis)) await redis.stop();
   });
