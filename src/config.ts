@@ -71,6 +71,12 @@ const envSchema = z.object({
   BRIDGE_SPOOL_MAX_BYTES: z.coerce.number().int().min(65_536).default(1_073_741_824),
   /** Fraction of BRIDGE_SPOOL_MAX_BYTES at which /readyz turns 503. */
   BRIDGE_SPOOL_READY_RATIO: z.coerce.number().min(0.1).max(1).default(0.9),
+  /**
+   * Memory for the unconfirmed tail of the spool, bytes: the InfluxDB writer reads lines appended by
+   * this process from memory and reads the disk only after a restart or when the backlog outgrows it.
+   * 0 = always read from disk. Default 32 MiB.
+   */
+  BRIDGE_SPOOL_MEMORY_BYTES: nonNegativeInt.default(33_554_432),
   /** Seconds SIGTERM waits for the spool to drain into InfluxDB before exiting. */
   BRIDGE_SHUTDOWN_GRACE_MS: nonNegativeInt.default(10_000),
   /** Topic → type mappings beyond the built-in ones: `filter=type[;filter=type]`. */
@@ -130,6 +136,8 @@ export interface Config {
   readonly spool: {
     readonly maxBytes: number;
     readonly readyRatio: number;
+    /** BRIDGE_SPOOL_MEMORY_BYTES: memory tail of the spool, bytes (0 = off). */
+    readonly memoryBytes: number;
   };
   readonly shutdownGraceMs: number;
   readonly schemas: readonly SchemaMapping[];
@@ -304,7 +312,11 @@ function toConfig(e: Env): Config {
     maxPacketBytes: e.BRIDGE_MAX_PACKET_BYTES,
     influx: toInfluxConfig(e),
     logLevel: e.LOG_LEVEL,
-    spool: { maxBytes: e.BRIDGE_SPOOL_MAX_BYTES, readyRatio: e.BRIDGE_SPOOL_READY_RATIO },
+    spool: {
+      maxBytes: e.BRIDGE_SPOOL_MAX_BYTES,
+      readyRatio: e.BRIDGE_SPOOL_READY_RATIO,
+      memoryBytes: e.BRIDGE_SPOOL_MEMORY_BYTES,
+    },
     shutdownGraceMs: e.BRIDGE_SHUTDOWN_GRACE_MS,
     schemas: [...BUILTIN_SCHEMAS, ...parseSchemaMappings(e.BRIDGE_SCHEMAS)],
     schemaDir: e.BRIDGE_SCHEMA_DIR ? resolve(e.BRIDGE_SCHEMA_DIR) : undefined,

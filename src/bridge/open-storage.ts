@@ -35,7 +35,11 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage 
   const { config, metrics } = options;
   if (!config.influx) return undefined;
   const log = options.log.child({ module: 'storage' });
-  const spool = await Spool.open({ dir: join(config.dataDir, 'spool'), maxBytes: config.spool.maxBytes });
+  const spool = await Spool.open({
+    dir: join(config.dataDir, 'spool'),
+    maxBytes: config.spool.maxBytes,
+    memoryBytes: config.spool.memoryBytes,
+  });
   metrics.spoolRecovered.inc(spool.backlogPoints);
   metrics.samplesReceived.inc(spool.backlogPoints);
   const refresh = () => {

@@ -20,6 +20,13 @@
  * end (a crash mid-write; it was never acknowledged) ends that segment's readable part. Everything not
  * confirmed is read again, oldest first.
  *
+ * Memory tail: the newest durable records (their lines as appended) are also kept in memory, up to
+ * `memoryBytes`, so the writer reads what this process just appended without touching the disk. The
+ * tail is always the end of the log: when it is full its oldest records are dropped from memory (never
+ * from disk), and `read()` takes records from disk until it reaches the tail (after a restart, or
+ * when the backlog outgrew the tail). A record enters the tail only after its write was durable, so
+ * the tail never holds anything the disk does not.
+ *
  * Bounded: at `maxBytes` (bytes of segment files, including confirmed bytes not yet reclaimed — at most
  * one segment) `append()` rejects with E_SPOOL_FULL and stores nothing.
  */
@@ -38,7 +45,16 @@ export interface SpoolOptions {
   readonly segmentBytes?: number;
   /** Largest group written with one sync, bytes; later appends wait for the next sync. Default 8 MiB. */
   readonly maxGroupBytes?: number;
+  /**
+   * Memory for the unconfirmed tail of the log, bytes (approximate: line bytes plus a per-line
+   * overhead); reads within it do not touch the disk. 0 = always read from disk.
+   * Default DEFAULT_SPOOL_MEMORY_BYTES (32 MiB, BRIDGE_SPOOL_MEMORY_BYTES).
+   */
+  readonly memoryBytes?: number;
 }
+
+/** Default of SpoolOptions.memoryBytes: 32 MiB (a few hundred thousand typical lines). */
+export const DEFAULT_SPOOL_MEMORY_BYTES = 32 << 20;
 
 /** Position of the oldest unconfirmed line. */
 export interface SpoolCursor {
@@ -66,12 +82,27 @@ interface Segment {
 
 interface PendingAppend {
   readonly record: Buffer;
-  readonly count: number;
+  readonly lines: readonly string[];
   resolve(): void;
   reject(err: Error): void;
 }
 
+/** A durable record kept in memory: where it is in the log and its lines. */
+interface TailRecord {
+  readonly seg: number;
+  readonly off: number;
+  /** Record bytes on disk (header + payload): the next record starts at off + bytes. */
+  readonly bytes: number;
+  readonly lines: readonly string[];
+  /** What it counts against memoryBytes. */
+  readonly cost: number;
+}
+
 const HEADER_BYTES = 12;
+/** Rough memory of one retained line beyond its characters (string header, array slot), bytes. */
+const LINE_OVERHEAD_BYTES = 40;
+/** Rough memory of one retained record beyond its lines, bytes. */
+const RECORD_OVERHEAD_BYTES = 64;
 const SEGMENT_SUFFIX = '.seg';
 const CURSOR_FILE = 'cursor';
 const READ_CHUNK_BYTES = 1 << 20;
@@ -90,8 +121,16 @@ export class Spool {
   private dataWaiters: { min: number; wake(): void }[] = [];
   private readonly segmentBytes: number;
   private readonly maxGroupBytes: number;
+  private readonly memoryBytes: number;
+  /** The memory tail, oldest first from `tailHead` (entries before it are dropped; compacted lazily). */
+  private tail: TailRecord[] = [];
+  private tailHead = 0;
+  private tailCost = 0;
   /** Number of fdatasync calls so far (for benchmarks and tests of group commit). */
   syncs = 0;
+  /** Lines `read()` took from the memory tail / from segment files so far (benchmarks and tests). */
+  linesFromMemory = 0;
+  linesFromDisk = 0;
 
   private constructor(
     private readonly options: SpoolOptions,
@@ -102,6 +141,7 @@ export class Spool {
     this.segmentBytes =
       options.segmentBytes ?? Math.min(64 << 20, Math.max(4096, Math.floor(options.maxBytes / 16)));
     this.maxGroupBytes = options.maxGroupBytes ?? 8 << 20;
+    this.memoryBytes = options.memoryBytes ?? DEFAULT_SPOOL_MEMORY_BYTES;
   }
 
   /** Opens (or creates) the spool and recovers what was not confirmed. */
@@ -146,12 +186,14 @@ export class Spool {
   append(lines: readonly string[]): Promise<void> {
     if (this.closed) return Promise.reject(new TelebridgeError(ERROR_CODES.storage, 'spool is closed'));
     if (lines.length === 0) return Promise.resolve();
-    const payload = Buffer.from(lines.join('\n'), 'utf8');
-    const record = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
-    record.writeUInt32LE(payload.length, 0);
-    record.writeUInt32LE(crc32(payload), 4);
+    // Encode straight into the record (no intermediate payload buffer).
+    const text = lines.length === 1 ? (lines[0] as string) : lines.join('\n');
+    const payloadBytes = Buffer.byteLength(text, 'utf8');
+    const record = Buffer.allocUnsafe(HEADER_BYTES + payloadBytes);
+    record.write(text, HEADER_BYTES, 'utf8');
+    record.writeUInt32LE(payloadBytes, 0);
+    record.writeUInt32LE(crc32(record.subarray(HEADER_BYTES)), 4);
     record.writeUInt32LE(lines.length, 8);
-    payload.copy(record, HEADER_BYTES);
     if (this.bytes + record.length > this.options.maxBytes) {
       return Promise.reject(
         new TelebridgeError(
@@ -161,7 +203,7 @@ export class Spool {
       );
     }
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ record, count: lines.length, resolve, reject });
+      this.pending.push({ record, lines, resolve, reject });
       this.pendingBytes += record.length;
       this.kick();
     });
@@ -179,16 +221,37 @@ export class Spool {
   /**
    * Reads up to `maxLines` of the oldest unconfirmed lines, or undefined when there are none.
    * Only one reader: the next `read()` starts again at the confirmed position, so a batch that was
-   * not confirmed is read again (the writer's retry).
+   * not confirmed is read again (the writer's retry). Records in the memory tail come from memory;
+   * older ones (recovered at open, or pushed out of the tail by a large backlog) from disk, in order.
    */
   async read(maxLines: number): Promise<SpoolBatch | undefined> {
     const lines: string[] = [];
     const start = this.normalise(this.cursor);
     let { seg, off, skip } = start;
-    let fh: FileHandle | undefined;
-    let fhSeg = -1;
+    let reader: SegmentReader | undefined;
     try {
       while (lines.length < maxLines) {
+        let t = this.tailIndex(seg, off);
+        if (t >= 0) {
+          // From memory: walk the tail (contiguous records) until the batch is full or the tail ends.
+          const before = lines.length;
+          for (; t < this.tail.length && lines.length < maxLines; t++) {
+            const r = this.tail[t] as TailRecord;
+            const take = Math.min(maxLines - lines.length, r.lines.length - skip);
+            for (let i = skip; i < skip + take; i++) lines.push(r.lines[i] as string);
+            seg = r.seg;
+            if (skip + take >= r.lines.length) {
+              off = r.off + r.bytes;
+              skip = 0;
+            } else {
+              off = r.off;
+              skip += take;
+            }
+          }
+          this.linesFromMemory += lines.length - before;
+          // The tail is the end of the log: nothing more to read past it.
+          break;
+        }
         const segment = this.segments.find((s) => s.id === seg);
         if (!segment || off >= segment.size) {
           const next = this.segments.find((s) => s.id > seg);
@@ -198,29 +261,68 @@ export class Spool {
           skip = 0;
           continue;
         }
-        if (fhSeg !== seg) {
-          await fh?.close();
-          fh = await open(join(this.options.dir, segName(seg)), 'r');
-          fhSeg = seg;
+        if (reader?.seg !== seg) {
+          await reader?.close();
+          reader = await SegmentReader.open(join(this.options.dir, segName(seg)), seg, segment.size);
         }
-        const header = Buffer.alloc(HEADER_BYTES);
-        await fh!.read(header, 0, HEADER_BYTES, off);
-        const len = header.readUInt32LE(0);
-        const payload = Buffer.alloc(len);
-        await fh!.read(payload, 0, len, off + HEADER_BYTES);
+        const payload = await reader.record(off);
         const recordLines = payload.toString('utf8').split('\n');
         const take = Math.min(maxLines - lines.length, recordLines.length - skip);
         for (let i = skip; i < skip + take; i++) lines.push(recordLines[i] as string);
+        this.linesFromDisk += take;
         if (skip + take >= recordLines.length) {
-          off += HEADER_BYTES + len;
+          off += HEADER_BYTES + payload.length;
           skip = 0;
         } else skip += take;
       }
     } finally {
-      await fh?.close();
+      await reader?.close();
     }
     if (lines.length === 0) return undefined;
     return { lines, start, end: { seg, off, skip } };
+  }
+
+  /** Index of the tail record at exactly (seg, off), or -1. */
+  private tailIndex(seg: number, off: number): number {
+    let lo = this.tailHead;
+    let hi = this.tail.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const r = this.tail[mid] as TailRecord;
+      if (r.seg === seg && r.off === off) return mid;
+      if (r.seg < seg || (r.seg === seg && r.off < off)) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** Adds a durable record to the memory tail, dropping the oldest ones past memoryBytes. */
+  private remember(seg: number, off: number, bytes: number, lines: readonly string[]): void {
+    if (this.memoryBytes <= 0) return;
+    const cost = bytes + RECORD_OVERHEAD_BYTES + LINE_OVERHEAD_BYTES * lines.length;
+    this.tail.push({ seg, off, bytes, lines, cost });
+    this.tailCost += cost;
+    while (this.tailCost > this.memoryBytes && this.tailHead < this.tail.length) this.dropTailHead();
+    this.compactTail();
+  }
+
+  private dropTailHead(): void {
+    const r = this.tail[this.tailHead] as TailRecord;
+    this.tailCost -= r.cost;
+    // Release the lines now, not at the next compaction.
+    this.tail[this.tailHead] = undefined as unknown as TailRecord;
+    this.tailHead++;
+  }
+
+  /** Drops the released slots at the front once they are the larger part (amortised O(1)). */
+  private compactTail(): void {
+    if (this.tailHead === this.tail.length) {
+      this.tail = [];
+      this.tailHead = 0;
+    } else if (this.tailHead > 1024 && this.tailHead * 2 > this.tail.length) {
+      this.tail = this.tail.slice(this.tailHead);
+      this.tailHead = 0;
+    }
   }
 
   /**
@@ -230,6 +332,14 @@ export class Spool {
   async confirm(batch: SpoolBatch): Promise<void> {
     this.cursor = this.normalise(batch.end);
     this.backlog = Math.max(0, this.backlog - batch.lines.length);
+    // Records wholly before the cursor leave the memory tail.
+    const { seg, off } = this.cursor;
+    while (this.tailHead < this.tail.length) {
+      const r = this.tail[this.tailHead] as TailRecord;
+      if (r.seg > seg || (r.seg === seg && r.off >= off)) break;
+      this.dropTailHead();
+    }
+    this.compactTail();
     const buf = Buffer.alloc(24);
     buf.writeDoubleLE(this.cursor.seg, 0);
     buf.writeUInt32LE(this.cursor.off, 8);
@@ -336,10 +446,16 @@ export class Spool {
         for (const p of group) p.reject(error);
         continue;
       }
+      // Durable now: these records join the memory tail (the end of the log, in order).
+      let off = active.seg.size;
+      for (const p of group) {
+        this.remember(active.seg.id, off, p.record.length, p.lines);
+        off += p.record.length;
+      }
       active.seg.size += data.length;
       active.seg.diskBytes += data.length;
       this.pendingBytes -= groupBytes;
-      for (const p of group) this.backlog += p.count;
+      for (const p of group) this.backlog += p.lines.length;
       for (const p of group) p.resolve();
       for (const w of this.dataWaiters.filter((x) => this.backlog >= x.min)) w.wake();
     }
@@ -385,6 +501,54 @@ export class Spool {
       this.backlog += lines;
     }
     this.cursor = this.normalise(this.cursor);
+  }
+}
+
+/**
+ * Sequential reader of one segment's records (below its readable size) through a 1 MiB buffer: one
+ * read per chunk instead of two per record.
+ */
+class SegmentReader {
+  private buf = Buffer.allocUnsafe(0);
+  private bufStart = 0;
+  private bufLen = 0;
+
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly seg: number,
+    private readonly size: number,
+  ) {}
+
+  static async open(path: string, seg: number, size: number): Promise<SegmentReader> {
+    return new SegmentReader(await open(path, 'r'), seg, size);
+  }
+
+  /** The payload of the record at `off` (a view into the buffer: valid until the next call). */
+  async record(off: number): Promise<Buffer> {
+    await this.ensure(off, HEADER_BYTES);
+    const len = this.buf.readUInt32LE(off - this.bufStart);
+    await this.ensure(off, HEADER_BYTES + len);
+    const p = off - this.bufStart + HEADER_BYTES;
+    return this.buf.subarray(p, p + len);
+  }
+
+  close(): Promise<void> {
+    return this.fh.close();
+  }
+
+  private async ensure(at: number, n: number): Promise<void> {
+    if (at >= this.bufStart && at + n <= this.bufStart + this.bufLen) return;
+    if (at + n > this.size) throw new Error(`spool segment ${this.seg}: record at ${at} passes its end`);
+    const want = Math.max(n, Math.min(READ_CHUNK_BYTES, this.size - at));
+    if (this.buf.length < want) this.buf = Buffer.allocUnsafe(Math.max(want, READ_CHUNK_BYTES));
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await this.fh.read(this.buf, got, want - got, at + got);
+      if (bytesRead === 0) throw new Error(`spool segment ${this.seg}: short read at ${at + got}`);
+      got += bytesRead;
+    }
+    this.bufStart = at;
+    this.bufLen = got;
   }
 }
 
