@@ -44,8 +44,11 @@ export class LoginThrottle {
     await this.turn(state);
     try {
       if (state.failures > 0) {
+        // Unref'd: logins waiting out a back-off must not keep a stopped bridge's process alive.
         await sleep(
           Math.min(LOGIN_THROTTLE.maxDelayMs, LOGIN_THROTTLE.baseDelayMs * 2 ** (state.failures - 1)),
+          undefined,
+          { ref: false },
         );
       }
       const identity = await attempt();
