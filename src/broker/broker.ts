@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import { deliverAtMaxQos } from './conformance.js';
-import { GuardedStream } from './guard.js';
+import { GuardedStream, type OutboundSink } from './guard.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { Identity, Registry } from './registry.js';
 import { canPublish, canSubscribe } from './rights.js';
@@ -38,7 +38,7 @@ export interface BrokerDeps {
 export interface Broker {
   readonly aedes: Aedes;
   /** Wraps a client stream in the packet guard and hands it to Aedes. */
-  handle(stream: Connection, listener: ListenerName, req?: IncomingMessage): void;
+  handle(stream: Connection, sink: OutboundSink, listener: ListenerName, req?: IncomingMessage): void;
   /** Publishes from the bridge itself (rejections, commands). */
   publish(topic: string, payload: Buffer, qos: 0 | 1): void;
   disconnect(clientId: string, why: string): void;
@@ -103,7 +103,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         if (
           certificateName &&
           (!username || username === certificateName) &&
-          registry.hasDevice(certificateName)
+          (await registry.hasDeviceNow(certificateName))
         ) {
           return { kind: 'device', id: certificateName };
         }
@@ -181,9 +181,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const noop = () => {};
   return {
     aedes,
-    handle(stream, listener, req) {
+    handle(stream, sink, listener, req) {
       metrics.connections.inc({ listener });
-      const guarded = new GuardedStream(stream as GuardedStream['inner'], {
+      const guarded = new GuardedStream(stream as GuardedStream['inner'], sink, {
         maxPacketBytes: config.maxPacketBytes,
         onViolation: (err) =>
           log.warn({ listener, err: err.message }, 'connection closed by the packet guard'),

@@ -110,6 +110,15 @@ export class Registry {
     return Object.hasOwn(this.data.devices, id);
   }
 
+  /**
+   * `hasDevice` after a fresh look at the file (one stat): a device the CLI added or removed a
+   * moment ago counts as such. For logins that carry no secret (client certificates).
+   */
+  async hasDeviceNow(id: string): Promise<boolean> {
+    await this.reload(true);
+    return this.hasDevice(id);
+  }
+
   listDevices(): { id: string; createdAt: string }[] {
     return Object.entries(this.data.devices).map(([id, d]) => ({ id, createdAt: d.createdAt }));
   }
