@@ -55,7 +55,9 @@ describe('flooding', () => {
     await closed;
     await waitFor('rejections on devices/flood-1/errors', () => reasons.length >= 100);
     const limited = await t.metric('bridge_rejected_total', { reason: 'rate_limited' });
-    console.log(`rate_limited: ${limited} counted, ${reasons.length} rejections published to its errors topic`);
+    console.log(
+      `rate_limited: ${limited} counted, ${reasons.length} rejections published to its errors topic`,
+    );
     assert.ok(limited >= 100, `${limited} rate_limited`);
     assert.ok(reasons.length > 0 && reasons.every((r) => r === 'rate_limited'));
     // Refused for a while (30 s ban) even with the right secret.
