@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { escapeTag, quoteString, readingToLines, statusToLine } from './line-protocol.js';
 import type { Reading } from './reading.js';
 
@@ -94,4 +95,50 @@ test('status: online boolean and quoted firmware', () => {
 
 test('non-finite values are refused rather than written', () => {
   assert.throws(() => readingToLines(reading({}, { t: Number.NaN })), RangeError);
+});
+
+/** The first (straightforward, slower) encoder: the fast paths must produce exactly its output. */
+const reference = {
+  escape: (t: string) =>
+    t
+      .replace(/[\r\n]/g, ' ')
+      .replace(/\\(?=[\\,= ]|$)/g, '/')
+      .replace(/[,= ]/g, (c) => `\\${c}`),
+  quote: (t: string) => `"${t.replace(/[\r\n]/g, ' ').replace(/["\\]/g, (c) => `\\${c}`)}"`,
+  lines(r: Reading): string[] {
+    const out: string[] = [];
+    for (const s of r.samples) {
+      const names = Object.keys(s.values).sort();
+      if (names.length === 0) continue;
+      const keys = Object.keys(s.labels)
+        .filter((k) => k !== 'device_id' && s.labels[k] !== '')
+        .sort();
+      let tags = `,device_id=${reference.escape(r.deviceId)}`;
+      for (const k of keys) tags += `,${reference.escape(k)}=${reference.escape(s.labels[k] as string)}`;
+      const fields = names.map((n) => `${reference.escape(n)}=${String(s.values[n])}`).join(',');
+      out.push(`telemetry${tags} ${fields} ${Math.trunc(s.time)}`);
+    }
+    return out;
+  },
+};
+
+test('fast paths: output identical to the reference encoder for arbitrary names, labels and values', () => {
+  const text = fc.string({
+    unit: fc.constantFrom('a', 'Z', '_', '.', ' ', ',', '=', '\\', '"', '\n', '\r', 'é'),
+  });
+  const record = <T>(v: fc.Arbitrary<T>) => fc.dictionary(text, v, { maxKeys: 5 });
+  const sample = fc.record({
+    time: fc.integer({ min: 0, max: 2 ** 42 }),
+    values: record(fc.double({ noNaN: true, noDefaultInfinity: true })),
+    labels: record(text),
+  });
+  fc.assert(
+    fc.property(text, fc.array(sample, { maxLength: 4 }), (deviceId, samples) => {
+      const r: Reading = { deviceId, seq: 1, receivedAt: 0, samples };
+      assert.deepEqual(readingToLines(r), reference.lines(r));
+      assert.equal(escapeTag(deviceId), reference.escape(deviceId));
+      assert.equal(quoteString(deviceId), reference.quote(deviceId));
+    }),
+    { numRuns: 2000 },
+  );
 });

@@ -29,8 +29,14 @@ const LINE_BREAKS = /[\r\n]/g;
 const AMBIGUOUS_BACKSLASH = /\\(?=[\\,= ]|$)/g;
 const TAG_SPECIALS = /[,= ]/g;
 
+// Fast paths: most names and values need no escaping, and testing is far cheaper than three replaces.
+const TAG_NEEDS_ESCAPE = /[\r\n\\,= ]/;
+const MEASUREMENT_NEEDS_ESCAPE = /[\r\n\\, ]/;
+const STRING_NEEDS_ESCAPE = /[\r\n"\\]/;
+
 /** Escapes a tag key or tag value (also used for field keys, which share the rules). */
 export function escapeTag(text: string): string {
+  if (!TAG_NEEDS_ESCAPE.test(text)) return text;
   return text
     .replace(LINE_BREAKS, ' ')
     .replace(AMBIGUOUS_BACKSLASH, '/')
@@ -39,6 +45,7 @@ export function escapeTag(text: string): string {
 
 /** Escapes a measurement name: commas and spaces. */
 export function escapeMeasurement(text: string): string {
+  if (!MEASUREMENT_NEEDS_ESCAPE.test(text)) return text;
   return text
     .replace(LINE_BREAKS, ' ')
     .replace(AMBIGUOUS_BACKSLASH, '/')
@@ -47,6 +54,7 @@ export function escapeMeasurement(text: string): string {
 
 /** A quoted string field value: `"` and `\` escaped, line breaks turned into spaces. */
 export function quoteString(text: string): string {
+  if (!STRING_NEEDS_ESCAPE.test(text)) return `"${text}"`;
   return `"${text.replace(LINE_BREAKS, ' ').replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
@@ -57,12 +65,17 @@ function formatFloat(value: number): string {
   return String(value);
 }
 
-function tagSet(deviceId: string, labels: Readonly<Record<string, string>>): string {
-  let out = `,device_id=${escapeTag(deviceId)}`;
-  const keys = Object.keys(labels)
-    .filter((k) => k !== 'device_id' && labels[k] !== '')
-    .sort();
-  for (const key of keys) out += `,${escapeTag(key)}=${escapeTag(labels[key] as string)}`;
+/** `,key=value` for each label but `device_id` and empty values, keys sorted. */
+function labelTags(labels: Readonly<Record<string, string>>): string {
+  const keys = Object.keys(labels);
+  if (keys.length === 0) return '';
+  if (keys.length > 1) keys.sort();
+  let out = '';
+  for (const key of keys) {
+    const value = labels[key] as string;
+    if (key === 'device_id' || value === '') continue;
+    out += `,${escapeTag(key)}=${escapeTag(value)}`;
+  }
   return out;
 }
 
@@ -73,13 +86,19 @@ function tagSet(deviceId: string, labels: Readonly<Record<string, string>>): str
  */
 export function readingToLines(reading: Reading): string[] {
   const lines: string[] = [];
+  // Built with plain concatenation and no intermediate arrays: this runs once per accepted sample.
+  const head = `${TELEMETRY_MEASUREMENT},device_id=${escapeTag(reading.deviceId)}`;
   for (const sample of reading.samples) {
-    const names = Object.keys(sample.values).sort();
+    const values = sample.values;
+    const names = Object.keys(values);
     if (names.length === 0) continue;
-    const fields = names.map((n) => `${escapeTag(n)}=${formatFloat(sample.values[n] as number)}`).join(',');
-    lines.push(
-      `${TELEMETRY_MEASUREMENT}${tagSet(reading.deviceId, sample.labels)} ${fields} ${Math.trunc(sample.time)}`,
-    );
+    if (names.length > 1) names.sort();
+    let fields = '';
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      fields += `${i === 0 ? '' : ','}${escapeTag(name)}=${formatFloat(values[name] as number)}`;
+    }
+    lines.push(`${head}${labelTags(sample.labels)} ${fields} ${Math.trunc(sample.time)}`);
   }
   return lines;
 }
