@@ -200,7 +200,8 @@ export class InfluxWriter {
       }
       this.batchWritten = 0;
       this.batchDead = 0;
-      await this.deliver(batch.lines); // throws Stopped at the hard deadline: the batch stays
+      // The spool's body as is (no per-line work); lines are split only if the batch must be bisected.
+      await this.deliver(batch.body, batch.count, () => batch.lines); // throws Stopped at the hard deadline
       await this.confirm(batch);
     }
   }
@@ -219,10 +220,13 @@ export class InfluxWriter {
     onProgress?.();
   }
 
-  /** Writes the lines, splitting or bisecting as the failures demand; returns when all are handled. */
-  private async deliver(lines: readonly string[]): Promise<void> {
+  /**
+   * Writes `count` lines (`body`: them joined by "\n"), splitting or bisecting as the failures demand;
+   * returns when all are handled. `lines()` gives them one by one, needed only to split.
+   */
+  private async deliver(body: string, count: number, lines: () => readonly string[]): Promise<void> {
     for (;;) {
-      const failure = await this.post(lines);
+      const failure = await this.post(body, count);
       if (!failure) return;
       const { metrics } = this.options;
       if (failure.kind === 'retry') {
@@ -243,19 +247,21 @@ export class InfluxWriter {
         continue;
       }
       metrics.writeFailures.inc({ class: failure.kind === 'split' ? 'too_large' : 'rejected' });
-      if (lines.length === 1) {
-        await this.deadLetter(lines[0] as string, failure.reason);
+      if (count === 1) {
+        await this.deadLetter(body, failure.reason);
         return;
       }
-      const mid = Math.ceil(lines.length / 2);
-      await this.deliver(lines.slice(0, mid));
-      await this.deliver(lines.slice(mid));
+      const all = lines();
+      const mid = Math.ceil(all.length / 2);
+      for (const half of [all.slice(0, mid), all.slice(mid)]) {
+        await this.deliver(half.join('\n'), half.length, () => half);
+      }
       return;
     }
   }
 
-  /** One request. Undefined on success. */
-  private async post(lines: readonly string[]): Promise<Failure | undefined> {
+  /** One request of `count` lines. Undefined on success. */
+  private async post(body: string, count: number): Promise<Failure | undefined> {
     if (this.stopSignal.signal.aborted) throw new Stopped();
     const end = this.options.metrics.writeSeconds.startTimer();
     // A signal per request: the Transport leaves its abort listener on the signal it is given.
@@ -263,7 +269,7 @@ export class InfluxWriter {
     const abort = () => request.abort();
     this.stopSignal.signal.addEventListener('abort', abort, { once: true });
     try {
-      await this.transport.request(this.path, lines.join('\n'), {
+      await this.transport.request(this.path, body, {
         method: 'POST',
         headers: this.headers,
         gzipThreshold: this.options.config.gzipThreshold,
@@ -277,7 +283,7 @@ export class InfluxWriter {
       this.stopSignal.signal.removeEventListener('abort', abort);
     }
     end();
-    this.batchWritten += lines.length;
+    this.batchWritten += count;
     if (this.failing) {
       this.options.log.info({ backlog: this.options.spool.backlogPoints }, 'InfluxDB writes succeed again');
       this.burst.reset();

@@ -20,12 +20,14 @@
  * end (a crash mid-write; it was never acknowledged) ends that segment's readable part. Everything not
  * confirmed is read again, oldest first.
  *
- * Memory tail: the newest durable records (their lines as appended) are also kept in memory, up to
- * `memoryBytes`, so the writer reads what this process just appended without touching the disk. The
- * tail is always the end of the log: when it is full its oldest records are dropped from memory (never
- * from disk), and `read()` takes records from disk until it reaches the tail (after a restart, or
- * when the backlog outgrew the tail). A record enters the tail only after its write was durable, so
- * the tail never holds anything the disk does not.
+ * Memory tail: the bytes of the newest durable groups (exactly as written to the segment) are also
+ * kept in memory, up to `memoryBytes`, so the writer reads what this process just appended without
+ * touching the disk. The tail is always the end of the log: when it is full its oldest groups are
+ * dropped from memory (never from disk), and `read()` takes records from disk until it reaches the
+ * tail (after a restart, or when the backlog outgrew the tail). A group enters the tail only after
+ * its write was durable, so the tail never holds anything the disk does not. Records are parsed the
+ * same way from either source, and a batch's payloads are joined into the HTTP body without
+ * splitting them into lines (lines are split only when the writer must bisect a failed batch).
  *
  * Bounded: at `maxBytes` (bytes of segment files, including confirmed bytes not yet reclaimed — at most
  * one segment) `append()` rejects with E_SPOOL_FULL and stores nothing.
@@ -46,8 +48,8 @@ export interface SpoolOptions {
   /** Largest group written with one sync, bytes; later appends wait for the next sync. Default 8 MiB. */
   readonly maxGroupBytes?: number;
   /**
-   * Memory for the unconfirmed tail of the log, bytes (approximate: line bytes plus a per-line
-   * overhead); reads within it do not touch the disk. 0 = always read from disk.
+   * Memory for the unconfirmed tail of the log, bytes of records; reads within it do not touch the
+   * disk. 0 = always read from disk.
    * Default DEFAULT_SPOOL_MEMORY_BYTES (32 MiB, BRIDGE_SPOOL_MEMORY_BYTES).
    */
   readonly memoryBytes?: number;
@@ -67,9 +69,28 @@ export interface SpoolCursor {
 
 /** Lines read for the writer; hand it back to `confirm()` once InfluxDB took (or dead-lettered) them. */
 export interface SpoolBatch {
+  /** Number of lines. */
+  readonly count: number;
+  /** The lines joined by "\n": the request body as is. */
+  readonly body: string;
+  /** The lines one by one (split from `body` on first use). */
   readonly lines: readonly string[];
   readonly start: SpoolCursor;
   readonly end: SpoolCursor;
+}
+
+class Batch implements SpoolBatch {
+  private split: readonly string[] | undefined;
+  constructor(
+    readonly count: number,
+    readonly body: string,
+    readonly start: SpoolCursor,
+    readonly end: SpoolCursor,
+  ) {}
+  get lines(): readonly string[] {
+    this.split ??= this.body.split('\n');
+    return this.split;
+  }
 }
 
 interface Segment {
@@ -82,27 +103,22 @@ interface Segment {
 
 interface PendingAppend {
   readonly record: Buffer;
-  readonly lines: readonly string[];
+  readonly count: number;
   resolve(): void;
   reject(err: Error): void;
 }
 
-/** A durable record kept in memory: where it is in the log and its lines. */
-interface TailRecord {
+/** A durable group kept in memory: its records as written at `off` of segment `seg`. */
+interface TailChunk {
   readonly seg: number;
   readonly off: number;
-  /** Record bytes on disk (header + payload): the next record starts at off + bytes. */
-  readonly bytes: number;
-  readonly lines: readonly string[];
-  /** What it counts against memoryBytes. */
-  readonly cost: number;
+  readonly data: Buffer;
 }
 
 const HEADER_BYTES = 12;
-/** Rough memory of one retained line beyond its characters (string header, array slot), bytes. */
-const LINE_OVERHEAD_BYTES = 40;
-/** Rough memory of one retained record beyond its lines, bytes. */
-const RECORD_OVERHEAD_BYTES = 64;
+const NEWLINE = 0x0a;
+/** Memory of one tail entry beyond its bytes (objects, array slot), counted against memoryBytes. */
+const CHUNK_OVERHEAD_BYTES = 128;
 const SEGMENT_SUFFIX = '.seg';
 const CURSOR_FILE = 'cursor';
 const READ_CHUNK_BYTES = 1 << 20;
@@ -123,7 +139,7 @@ export class Spool {
   private readonly maxGroupBytes: number;
   private readonly memoryBytes: number;
   /** The memory tail, oldest first from `tailHead` (entries before it are dropped; compacted lazily). */
-  private tail: TailRecord[] = [];
+  private tail: TailChunk[] = [];
   private tailHead = 0;
   private tailCost = 0;
   /** Number of fdatasync calls so far (for benchmarks and tests of group commit). */
@@ -203,7 +219,7 @@ export class Spool {
       );
     }
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ record, lines, resolve, reject });
+      this.pending.push({ record, count: lines.length, resolve, reject });
       this.pendingBytes += record.length;
       this.kick();
     });
@@ -225,33 +241,15 @@ export class Spool {
    * older ones (recovered at open, or pushed out of the tail by a large backlog) from disk, in order.
    */
   async read(maxLines: number): Promise<SpoolBatch | undefined> {
-    const lines: string[] = [];
     const start = this.normalise(this.cursor);
     let { seg, off, skip } = start;
+    const pieces: Buffer[] = [];
+    let count = 0;
+    let bodyBytes = 0;
     let reader: SegmentReader | undefined;
+    let hint = this.tailHead;
     try {
-      while (lines.length < maxLines) {
-        let t = this.tailIndex(seg, off);
-        if (t >= 0) {
-          // From memory: walk the tail (contiguous records) until the batch is full or the tail ends.
-          const before = lines.length;
-          for (; t < this.tail.length && lines.length < maxLines; t++) {
-            const r = this.tail[t] as TailRecord;
-            const take = Math.min(maxLines - lines.length, r.lines.length - skip);
-            for (let i = skip; i < skip + take; i++) lines.push(r.lines[i] as string);
-            seg = r.seg;
-            if (skip + take >= r.lines.length) {
-              off = r.off + r.bytes;
-              skip = 0;
-            } else {
-              off = r.off;
-              skip += take;
-            }
-          }
-          this.linesFromMemory += lines.length - before;
-          // The tail is the end of the log: nothing more to read past it.
-          break;
-        }
+      while (count < maxLines) {
         const segment = this.segments.find((s) => s.id === seg);
         if (!segment || off >= segment.size) {
           const next = this.segments.find((s) => s.id > seg);
@@ -261,56 +259,100 @@ export class Spool {
           skip = 0;
           continue;
         }
-        if (reader?.seg !== seg) {
-          await reader?.close();
-          reader = await SegmentReader.open(join(this.options.dir, segName(seg)), seg, segment.size);
+        let record: Buffer;
+        let fromMemory = false;
+        hint = this.tailChunkAt(seg, off, hint);
+        const chunk = hint >= 0 ? this.tail[hint] : undefined;
+        if (chunk) {
+          const at = off - chunk.off;
+          record = chunk.data.subarray(at, at + HEADER_BYTES + chunk.data.readUInt32LE(at));
+          fromMemory = true;
+        } else {
+          hint = this.tailHead;
+          if (reader?.seg !== seg) {
+            await reader?.close();
+            reader = await SegmentReader.open(join(this.options.dir, segName(seg)), seg, segment.size);
+          }
+          record = await reader.record(off);
         }
-        const payload = await reader.record(off);
-        const recordLines = payload.toString('utf8').split('\n');
-        const take = Math.min(maxLines - lines.length, recordLines.length - skip);
-        for (let i = skip; i < skip + take; i++) lines.push(recordLines[i] as string);
-        this.linesFromDisk += take;
-        if (skip + take >= recordLines.length) {
-          off += HEADER_BYTES + payload.length;
+        const lines = record.readUInt32LE(8);
+        const payload = record.subarray(HEADER_BYTES);
+        const take = Math.min(maxLines - count, lines - skip);
+        let piece: Buffer;
+        if (skip === 0 && take === lines) {
+          // The whole record: its payload is already the lines joined by "\n". Disk views are reused
+          // by the reader, so those are copied.
+          piece = fromMemory ? payload : Buffer.from(payload);
+        } else {
+          const parts = payload.toString('utf8').split('\n');
+          piece = Buffer.from(parts.slice(skip, skip + take).join('\n'), 'utf8');
+        }
+        pieces.push(piece);
+        bodyBytes += piece.length;
+        count += take;
+        if (fromMemory) this.linesFromMemory += take;
+        else this.linesFromDisk += take;
+        if (skip + take >= lines) {
+          off += record.length;
           skip = 0;
         } else skip += take;
       }
     } finally {
       await reader?.close();
     }
-    if (lines.length === 0) return undefined;
-    return { lines, start, end: { seg, off, skip } };
+    if (count === 0) return undefined;
+    const body = Buffer.allocUnsafe(bodyBytes + pieces.length - 1);
+    let at = 0;
+    for (let i = 0; i < pieces.length; i++) {
+      if (i > 0) body[at++] = NEWLINE;
+      at += (pieces[i] as Buffer).copy(body, at);
+    }
+    return new Batch(count, body.toString('utf8'), start, { seg, off, skip });
   }
 
-  /** Index of the tail record at exactly (seg, off), or -1. */
-  private tailIndex(seg: number, off: number): number {
+  /**
+   * Index of the tail chunk holding the record at (seg, off), or -1. `hint` (the last chunk found) is
+   * tried first and then the one after it: a batch walks the tail in order.
+   */
+  private tailChunkAt(seg: number, off: number, hint: number): number {
+    const holds = (i: number) => {
+      const c = this.tail[i];
+      return c !== undefined && c.seg === seg && off >= c.off && off < c.off + c.data.length;
+    };
+    if (hint >= this.tailHead && holds(hint)) return hint;
+    if (hint + 1 >= this.tailHead && holds(hint + 1)) return hint + 1;
     let lo = this.tailHead;
     let hi = this.tail.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const r = this.tail[mid] as TailRecord;
-      if (r.seg === seg && r.off === off) return mid;
-      if (r.seg < seg || (r.seg === seg && r.off < off)) lo = mid + 1;
+      if (holds(mid)) return mid;
+      const c = this.tail[mid] as TailChunk;
+      if (c.seg < seg || (c.seg === seg && c.off < off)) lo = mid + 1;
       else hi = mid - 1;
     }
     return -1;
   }
 
-  /** Adds a durable record to the memory tail, dropping the oldest ones past memoryBytes. */
-  private remember(seg: number, off: number, bytes: number, lines: readonly string[]): void {
+  /** Adds a durable group to the memory tail, dropping the oldest ones past memoryBytes. */
+  private remember(seg: number, off: number, written: Buffer): void {
     if (this.memoryBytes <= 0) return;
-    const cost = bytes + RECORD_OVERHEAD_BYTES + LINE_OVERHEAD_BYTES * lines.length;
-    this.tail.push({ seg, off, bytes, lines, cost });
-    this.tailCost += cost;
+    // A small buffer is a view into Node's shared 8 KiB pool: keeping it would keep the whole slab.
+    let data = written;
+    if (written.byteLength !== written.buffer.byteLength) {
+      data = Buffer.allocUnsafeSlow(written.length);
+      written.copy(data);
+    }
+    this.tail.push({ seg, off, data });
+    this.tailCost += data.length + CHUNK_OVERHEAD_BYTES;
     while (this.tailCost > this.memoryBytes && this.tailHead < this.tail.length) this.dropTailHead();
     this.compactTail();
   }
 
   private dropTailHead(): void {
-    const r = this.tail[this.tailHead] as TailRecord;
-    this.tailCost -= r.cost;
-    // Release the lines now, not at the next compaction.
-    this.tail[this.tailHead] = undefined as unknown as TailRecord;
+    const c = this.tail[this.tailHead] as TailChunk;
+    this.tailCost -= c.data.length + CHUNK_OVERHEAD_BYTES;
+    // Release the bytes now, not at the next compaction.
+    this.tail[this.tailHead] = undefined as unknown as TailChunk;
     this.tailHead++;
   }
 
@@ -331,12 +373,12 @@ export class Spool {
    */
   async confirm(batch: SpoolBatch): Promise<void> {
     this.cursor = this.normalise(batch.end);
-    this.backlog = Math.max(0, this.backlog - batch.lines.length);
-    // Records wholly before the cursor leave the memory tail.
+    this.backlog = Math.max(0, this.backlog - batch.count);
+    // Chunks wholly before the cursor leave the memory tail.
     const { seg, off } = this.cursor;
     while (this.tailHead < this.tail.length) {
-      const r = this.tail[this.tailHead] as TailRecord;
-      if (r.seg > seg || (r.seg === seg && r.off >= off)) break;
+      const c = this.tail[this.tailHead] as TailChunk;
+      if (c.seg > seg || (c.seg === seg && c.off + c.data.length > off)) break;
       this.dropTailHead();
     }
     this.compactTail();
@@ -446,16 +488,12 @@ export class Spool {
         for (const p of group) p.reject(error);
         continue;
       }
-      // Durable now: these records join the memory tail (the end of the log, in order).
-      let off = active.seg.size;
-      for (const p of group) {
-        this.remember(active.seg.id, off, p.record.length, p.lines);
-        off += p.record.length;
-      }
+      // Durable now: the group joins the memory tail (the end of the log, in order).
+      this.remember(active.seg.id, active.seg.size, data);
       active.seg.size += data.length;
       active.seg.diskBytes += data.length;
       this.pendingBytes -= groupBytes;
-      for (const p of group) this.backlog += p.lines.length;
+      for (const p of group) this.backlog += p.count;
       for (const p of group) p.resolve();
       for (const w of this.dataWaiters.filter((x) => this.backlog >= x.min)) w.wake();
     }
@@ -523,13 +561,13 @@ class SegmentReader {
     return new SegmentReader(await open(path, 'r'), seg, size);
   }
 
-  /** The payload of the record at `off` (a view into the buffer: valid until the next call). */
+  /** The record (header and payload) at `off`: a view into the buffer, valid until the next call. */
   async record(off: number): Promise<Buffer> {
     await this.ensure(off, HEADER_BYTES);
     const len = this.buf.readUInt32LE(off - this.bufStart);
     await this.ensure(off, HEADER_BYTES + len);
-    const p = off - this.bufStart + HEADER_BYTES;
-    return this.buf.subarray(p, p + len);
+    const p = off - this.bufStart;
+    return this.buf.subarray(p, p + HEADER_BYTES + len);
   }
 
   close(): Promise<void> {
