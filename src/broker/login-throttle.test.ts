@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { LOGIN_THROTTLE, LoginThrottle } from './login-throttle.js';
+
+// The throttle's timers are unref'd (they must not keep a stopped bridge alive); keep the test's
+// event loop running while it waits on them.
+let keepAlive: NodeJS.Timeout;
+before(() => {
+  keepAlive = setInterval(() => {}, 1000);
+});
+after(() => clearInterval(keepAlive));
 
 const gate = () => {
   let open!: () => void;

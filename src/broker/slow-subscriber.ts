@@ -17,13 +17,13 @@ type Deliver = (packet: unknown, cb: () => void) => void;
 interface DeliveryInternals {
   deliver0: Deliver;
   deliverQoS: Deliver;
-  conn: { writableLength?: number; inner?: { writableLength?: number }; destroy(err?: Error): void };
+  conn: { writableLength?: number; destroy(err?: Error): void };
 }
 
-/** Bytes queued for the client and not yet taken by the kernel (guard buffer + socket buffer). */
+/** Bytes queued for the client and not yet taken by the kernel (the guard counts its sink's). */
 export function queuedBytes(client: Client): number {
   const conn = (client as unknown as DeliveryInternals).conn;
-  return (conn.writableLength ?? 0) + (conn.inner?.writableLength ?? 0);
+  return conn.writableLength ?? 0;
 }
 
 /**

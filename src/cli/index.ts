@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { TelebridgeError } from '../errors.js';
+import { registerBenchCommand } from './bench.js';
 import { registerDemoCommand } from './demo.js';
 import { registerRegistryCommands } from './registry.js';
 import { registerSimCommand } from './sim.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerTokenCommand(program);
   registerSimCommand(program);
   registerDemoCommand(program);
+  registerBenchCommand(program);
   return program;
 }
 

@@ -16,6 +16,7 @@ import websocketStream from 'websocket-stream';
 import { WebSocketServer } from 'ws';
 import type { Config } from '../../config.js';
 import type { Broker } from '../broker.js';
+import { webSocketSink } from '../guard.js';
 import type { ConnectionLimiter } from './connection-limiter.js';
 import { listen } from './listen.js';
 
@@ -85,7 +86,9 @@ export async function startHttpListener(
         // websocket-stream closes with a handshake, and ws goes on reading frames until the peer
         // answers it (up to 30 s): a peer the bridge hangs up on (packet guard, Aedes) is not read on.
         stream.once('close', () => ws.terminate());
-        broker.handle(stream, 'ws', req);
+        // Inbound frames are read through websocket-stream; outbound packets go out through ws directly,
+        // one frame per tick.
+        broker.handle(stream, webSocketSink(ws, socket), 'ws', req);
       });
       return;
     }

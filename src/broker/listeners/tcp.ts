@@ -8,6 +8,7 @@ import { createServer as createNetServer, type Server, type Socket } from 'node:
 import { createServer as createTlsServer } from 'node:tls';
 import type { Config } from '../../config.js';
 import type { Broker, ListenerName } from '../broker.js';
+import { socketSink } from '../guard.js';
 import type { ConnectionLimiter } from './connection-limiter.js';
 import { listen } from './listen.js';
 
@@ -25,7 +26,7 @@ export async function startMqttListener(
     }
     socket.once('close', release);
     socket.setNoDelay(true);
-    broker.handle(socket, kind);
+    broker.handle(socket, socketSink(socket), kind);
   };
   let server: Server;
   if (kind === 'tls') {
