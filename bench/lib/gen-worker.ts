@@ -10,10 +10,11 @@
  * - `hold`: idle connections; with `reconnect`, each reconnects after its server went away (storm).
  * - `live`: /live browsers (JSON over WebSocket); latency from the message's `seq` stamp.
  * - `sio`: Socket.IO browsers as raw Engine.IO 4 WebSocket clients; `sio-rate`: Socket.IO devices.
+ *   Both browser kinds are raw `net` WebSocket clients (live-browsers.ts, raw-ws.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { WebSocket } from 'ws';
 import { type Conn, loopbackAddress, mapLimit, mqttSession, type Target, type Transport } from './conn.js';
+import { liveBrowsers, sioBrowsers, sioSocket } from './live-browsers.js';
 import {
   connectPacket,
   DISCONNECT,
@@ -299,128 +300,6 @@ async function hold(p: Extract<WorkerTask, { task: 'hold' }>): Promise<Running> 
   };
 }
 
-/** The `"seq":` number in a JSON buffer, without decoding the rest (the browser's JSON.parse is not what we measure). */
-const SEQ_KEY = Buffer.from('"seq":');
-function jsonSeq(buf: Buffer): number {
-  const i = buf.indexOf(SEQ_KEY);
-  if (i < 0) return -1;
-  let n = 0;
-  for (let o = i + SEQ_KEY.length; o < buf.length; o++) {
-    const c = buf[o]!;
-    if (c < 48 || c > 57) break;
-    n = n * 10 + (c - 48);
-  }
-  return n;
-}
-
-async function live(p: Extract<WorkerTask, { task: 'live' }>): Promise<Running> {
-  const rec = new LatencyRecorder();
-  let recording = false;
-  let received = 0;
-  const sockets = await mapLimit(
-    Array.from({ length: p.count }, (_, i) => i),
-    CONNECT_CONCURRENCY,
-    (i) =>
-      new Promise<WebSocket>((resolve, reject) => {
-        const ws = new WebSocket(
-          `ws://${p.target.host}:${p.target.port}/live?token=${encodeURIComponent(p.token)}`,
-          'telemetry.v1.json',
-          { perMessageDeflate: false, localAddress: loopbackAddress(i) },
-        );
-        ws.on('error', reject);
-        ws.on('message', (data: Buffer) => {
-          if (recording) {
-            const stamp = jsonSeq(data);
-            if (stamp > 0) {
-              received++;
-              rec.add((nowMicros() - stamp) / 1000);
-            }
-            return;
-          }
-          if (data.includes('"type":"subscribed"')) resolve(ws);
-          else if (data.includes('"type":"error"')) reject(new Error(data.toString()));
-        });
-        ws.once('open', () => ws.send(JSON.stringify({ type: 'subscribe', id: 's1', feeds: p.feeds })));
-      }),
-  );
-  return {
-    start() {
-      recording = true;
-    },
-    progress: () => received,
-    async stop() {
-      recording = false;
-      return { latency: rec.snapshot(), received };
-    },
-    async close() {
-      for (const s of sockets) s.terminate();
-    },
-  };
-}
-
-/** An Engine.IO 4 / Socket.IO 5 client over a raw WebSocket: `0` open → `40` connect; `2` ping → `3`. */
-function sioSocket(
-  target: Target,
-  role: 'browser' | 'device',
-  onEvent: (data: Buffer) => void,
-  localAddress?: string,
-): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(
-      `ws://${target.host}:${target.port}/socket.io/?EIO=4&transport=websocket&role=${role}`,
-      {
-        perMessageDeflate: false,
-        ...(localAddress ? { localAddress } : {}),
-      },
-    );
-    ws.on('error', reject);
-    ws.on('message', (data: Buffer) => {
-      const c0 = data[0];
-      if (c0 === 0x34 && data[1] === 0x32) return onEvent(data); // "42": event
-      if (c0 === 0x32) return ws.send('3'); // ping → pong
-      if (c0 === 0x30) return ws.send(role === 'device' ? '40' : '40'); // open → connect namespace
-      if (c0 === 0x34 && data[1] === 0x30) resolve(ws); // "40": connected
-    });
-  });
-}
-
-async function sio(p: Extract<WorkerTask, { task: 'sio' }>): Promise<Running> {
-  const rec = new LatencyRecorder();
-  let recording = false;
-  let received = 0;
-  const sockets = await mapLimit(
-    Array.from({ length: p.count }, (_, i) => i),
-    CONNECT_CONCURRENCY,
-    (i) =>
-      sioSocket(
-        p.target,
-        'browser',
-        (data) => {
-          if (!recording) return;
-          const stamp = jsonSeq(data);
-          if (stamp > 0) {
-            received++;
-            rec.add((nowMicros() - stamp) / 1000);
-          }
-        },
-        loopbackAddress(i),
-      ),
-  );
-  return {
-    start() {
-      recording = true;
-    },
-    progress: () => received,
-    async stop() {
-      recording = false;
-      return { latency: rec.snapshot(), received };
-    },
-    async close() {
-      for (const s of sockets) s.terminate();
-    },
-  };
-}
-
 async function sioRate(p: Extract<WorkerTask, { task: 'sio-rate' }>): Promise<Running> {
   let sent = 0;
   const devices = await mapLimit(p.devices, CONNECT_CONCURRENCY, async (id) => ({
@@ -461,7 +340,15 @@ async function sioRate(p: Extract<WorkerTask, { task: 'sio-rate' }>): Promise<Ru
   };
 }
 
-const TASKS = { ingest, rate, subscribe, hold, live, sio, 'sio-rate': sioRate } as const;
+const TASKS = {
+  ingest,
+  rate,
+  subscribe,
+  hold,
+  live: liveBrowsers,
+  sio: sioBrowsers,
+  'sio-rate': sioRate,
+} as const;
 
 const port = parentPort;
 if (port) {

@@ -1,0 +1,157 @@
+/**
+ * The load generator's browsers for the /live fan-out and its Socket.IO baseline, on the raw client
+ * of raw-ws.ts: one thread keeps up with hundreds of sockets at 100 messages/s each because a frame
+ * costs a header parse and an `indexOf` for the `"seq":` stamp (the device's send time, µs), never a
+ * JSON.parse or a `ws` Receiver. Both systems are read the same way, so their numbers compare.
+ */
+import type { Target } from './conn.js';
+import { loopbackAddress, mapLimit } from './conn.js';
+import type { WorkerResult, WorkerTask } from './gen-worker.js';
+import { jsonNumberAfter, type RawWs, rawWebSocket } from './raw-ws.js';
+import { LatencyRecorder } from './stats.js';
+
+/** What a generator task runs between `start` and `stop` (gen-worker.ts drives it). */
+export interface BrowserTask {
+  start(): void;
+  stop(): Promise<WorkerResult>;
+  progress(): number;
+  close(): Promise<void>;
+}
+
+const CONNECT_CONCURRENCY = 64;
+const SEQ_KEY = Buffer.from('"seq":');
+const SUBSCRIBED = Buffer.from('"type":"subscribed"');
+const ERROR = Buffer.from('"type":"error"');
+/** `performance.now()` → epoch µs, the clock of `nowMicros()` (the devices' stamps). */
+const originMicros = performance.timeOrigin * 1000;
+
+/** Counts stamped frames and records their latency while recording. */
+class Receiver {
+  readonly rec = new LatencyRecorder();
+  recording = false;
+  received = 0;
+
+  onFrame = (buf: Buffer, start: number, end: number, now: number): void => {
+    if (!this.recording) return;
+    const stamp = jsonNumberAfter(buf, start, end, SEQ_KEY);
+    if (stamp <= 0) return;
+    this.received++;
+    this.rec.add((originMicros + now * 1000 - stamp) / 1000);
+  };
+
+  task(sockets: readonly RawWs[]): BrowserTask {
+    return {
+      start: () => {
+        this.recording = true;
+      },
+      progress: () => this.received,
+      stop: async () => {
+        this.recording = false;
+        return { latency: this.rec.snapshot(), received: this.received };
+      },
+      close: async () => {
+        for (const s of sockets) s.terminate();
+      },
+    };
+  }
+}
+
+/** /live browsers: subscribe to `feeds` and wait for `subscribed` (snapshots before start are ignored). */
+export async function liveBrowsers(p: Extract<WorkerTask, { task: 'live' }>): Promise<BrowserTask> {
+  const r = new Receiver();
+  const sockets = await mapLimit(
+    Array.from({ length: p.count }, (_, i) => i),
+    CONNECT_CONCURRENCY,
+    async (i) => {
+      let settle: ((err?: Error) => void) | undefined;
+      const subscribed = new Promise<void>((resolve, reject) => {
+        settle = (err) => (err ? reject(err) : resolve());
+      });
+      const ws = await rawWebSocket(
+        {
+          host: p.target.host,
+          port: p.target.port,
+          path: `/live?token=${encodeURIComponent(p.token)}`,
+          protocol: 'telemetry.v1.json',
+          localAddress: loopbackAddress(i),
+        },
+        (buf, start, end, now) => {
+          if (settle) {
+            const at = (key: Buffer) => {
+              const j = buf.indexOf(key, start);
+              return j >= 0 && j < end;
+            };
+            if (at(SUBSCRIBED)) settle();
+            else if (at(ERROR)) settle(new Error(buf.toString('utf8', start, end)));
+            else return;
+            settle = undefined;
+            return;
+          }
+          r.onFrame(buf, start, end, now);
+        },
+        () => settle?.(new Error('closed before subscribed')),
+      );
+      ws.send(JSON.stringify({ type: 'subscribe', id: 's1', feeds: p.feeds }));
+      await subscribed;
+      return ws;
+    },
+  );
+  return r.task(sockets);
+}
+
+/**
+ * An Engine.IO 4 / Socket.IO 5 client over the raw WebSocket: `0` open → send `40`; `40` connected;
+ * `2` ping → `3` pong; `42[…]` events go to `onEvent`.
+ */
+export function sioSocket(
+  target: Target,
+  role: 'browser' | 'device',
+  onEvent: (buf: Buffer, start: number, end: number, now: number) => void,
+  localAddress?: string,
+): Promise<RawWs> {
+  return new Promise((resolve, reject) => {
+    let ws: RawWs | undefined;
+    let connected = false;
+    const early: string[] = [];
+    const send = (text: string) => (ws ? ws.send(text) : early.push(text));
+    rawWebSocket(
+      {
+        host: target.host,
+        port: target.port,
+        path: `/socket.io/?EIO=4&transport=websocket&role=${role}`,
+        ...(localAddress ? { localAddress } : {}),
+      },
+      (buf, start, end, now) => {
+        const c0 = buf[start];
+        const c1 = end - start > 1 ? buf[start + 1] : undefined;
+        if (c0 === 0x34 && c1 === 0x32)
+          onEvent(buf, start, end, now); // "42": event
+        else if (c0 === 0x32)
+          send('3'); // ping → pong
+        else if (c0 === 0x30)
+          send('40'); // open → connect the main namespace
+        else if (c0 === 0x34 && c1 === 0x30 && ws && !connected) {
+          connected = true; // "40": connected
+          resolve(ws);
+        }
+      },
+      () => {
+        if (!connected) reject(new Error('Socket.IO connection closed before connect'));
+      },
+    ).then((opened) => {
+      ws = opened;
+      for (const text of early.splice(0)) ws.send(text);
+    }, reject);
+  });
+}
+
+/** Socket.IO browsers (the baseline), read exactly like the /live ones. */
+export async function sioBrowsers(p: Extract<WorkerTask, { task: 'sio' }>): Promise<BrowserTask> {
+  const r = new Receiver();
+  const sockets = await mapLimit(
+    Array.from({ length: p.count }, (_, i) => i),
+    CONNECT_CONCURRENCY,
+    (i) => sioSocket(p.target, 'browser', r.onFrame, loopbackAddress(i)),
+  );
+  return r.task(sockets);
+}
