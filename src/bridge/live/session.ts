@@ -141,7 +141,9 @@ export class LiveSession {
 
   /** The transport wrote something: resume a paced replay or flush conflated messages. */
   onWritten(): void {
-    if (this.ended || this.transport.bufferedAmount() > this.limits.softLimitBytes / 2) return;
+    // Called after every write: the common case (nothing waiting) must cost no more than this test.
+    if (this.ended || (this.replay === undefined && this.pending.size === 0)) return;
+    if (this.transport.bufferedAmount() > this.limits.softLimitBytes / 2) return;
     if (this.replay) this.pumpReplay();
     if (this.pending.size > 0) this.flushPending();
   }

@@ -5,6 +5,16 @@
  * Limits: inbound frames ≤ 4 KiB (`ws` closes with 1009 beyond), ≤ 100 feeds, a token bucket on
  * inbound messages (`rate_limited`; a client that keeps going is closed with 1008), ping every
  * `pingMs` and `terminate()` for a peer that did not answer the previous one.
+ *
+ * Fan-out cost (issue 8): a streamed message is framed once (ws-frame.ts) and that one buffer is
+ * written to the socket of every connection without permessage-deflate. This is safe next to `ws`'s
+ * own writes because, without an extension, `ws`'s Sender writes every frame synchronously to the
+ * same socket (it queues only while deflating or reading a Blob, neither of which happens here), so
+ * the socket's order is the call order; and we write only while `readyState` is OPEN, i.e. never after
+ * a close frame. Deflate connections and snapshots go through `ws.send`. Every socket written to in
+ * one event-loop turn stays corked until the turn's check phase (`setImmediate`), so the messages a
+ * busy turn fans out leave as one `writev` per connection instead of one per message; an idle turn
+ * adds no delay.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -21,6 +31,7 @@ import { type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from '.
 import { originAllowed, requestUrl, tokenOf } from './request-auth.js';
 import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
 import type { DeviceCommand } from './types.js';
+import { FrameCache } from './ws-frame.js';
 
 /** The subprotocol selected when the client offers it. */
 export const SUBPROTOCOL = 'telemetry.v1.json';
@@ -57,6 +68,19 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
     perMessageDeflate: config.live.deflate ? { threshold: 1024 } : false,
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
+  const frames = new FrameCache();
+  /** Sockets corked in this event-loop turn; each at most once, so bounded by the connections. */
+  const corked: Duplex[] = [];
+  const uncorkAll = () => {
+    for (const socket of corked) socket.uncork();
+    corked.length = 0;
+  };
+  const corkForTurn = (socket: Duplex) => {
+    // ws's Sender corks and uncorks within one call, so a count above 0 here is our own cork.
+    if (socket.writableCorked > 0) return;
+    socket.cork();
+    if (corked.push(socket) === 1) setImmediate(uncorkAll);
+  };
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', (err) => log.debug({ err }, 'live: socket error before upgrade'));
@@ -85,7 +109,7 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
           reject(socket, 503, 'Service Unavailable');
           return;
         }
-        wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, claims));
+        wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, socket, claims));
       },
       (err: Error) => {
         log.debug({ reason: err.message }, 'live: token refused');
@@ -94,7 +118,8 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
     );
   }
 
-  function onConnection(ws: WebSocket, claims: TokenClaims): void {
+  /** `socket` is the one `ws` was handed in `handleUpgrade`: the connection's only byte stream. */
+  function onConnection(ws: WebSocket, socket: Duplex, claims: TokenClaims): void {
     const scope = claims.feeds.map(parseFeedFilter).filter(isFeedPattern);
     const bucket = new TokenBucket(config.live.rate, config.live.burst);
     let strikes = 0;
@@ -109,9 +134,14 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
       closeTimer ??= setTimeout(() => ws.terminate(), config.limits.drainTimeoutMs);
       closeTimer.unref();
     };
+    const plain = ws.extensions === ''; // no permessage-deflate: frames are the same for everyone
     const transport: LiveTransport = {
       bufferedAmount: () => ws.bufferedAmount,
-      sendEvent: (event, snapshot) => ws.send(snapshot ? event.snapshotJson() : event.json, TEXT, onSent),
+      sendEvent: (event, snapshot) => {
+        corkForTurn(socket);
+        if (plain && !snapshot && ws.readyState === ws.OPEN) socket.write(frames.of(event), onSent);
+        else ws.send(snapshot ? event.snapshotJson() : event.json, TEXT, onSent);
+      },
       sendControl: (message) => ws.send(JSON.stringify(message), onSent),
       close: closeWs,
     };
