@@ -6,22 +6,25 @@
  * Measures, per engine and producer count: appends/s (each append = 1 message of `LINES` lines, each
  * producer waits for durability before its next append, as a QoS 1 PUBACK would), syncs/s, append
  * latency p50/p99, event-loop delay p99/max; then recovery time (open) of a spool holding ~`RECOVER_MB`.
- * Also the raw cost of one 4 KiB write + fdatasync on this disk.
+ * Also the raw cost of one 4 KiB write + fdatasync on this disk, and the writer's read path: `READ_LINES`
+ * one-line appends read back in batches of 5000 and confirmed, from the memory tail and from disk
+ * (memoryBytes 0, as after a restart).
  *
- *   node --import tsx bench/spool.ts            # SECONDS=3 PRODUCERS=1,50,500 LINES=1 RECOVER_MB=64
+ *   node --import tsx bench/spool.ts   # SECONDS_EACH=3 PRODUCERS=1,50,500 LINES=1 RECOVER_MB=64 READ_LINES=200000
  */
 import { rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
-import { Spool } from '../src/bridge/spool.js';
+import { DEFAULT_SPOOL_MEMORY_BYTES, Spool } from '../src/bridge/spool.js';
 import { tempDir } from '../test/support/services.js';
 
 const SECONDS = Number(process.env['SECONDS_EACH'] ?? 3);
 const PRODUCERS = (process.env['PRODUCERS'] ?? '1,50,500').split(',').map(Number);
 const LINES = Number(process.env['LINES'] ?? 1);
 const RECOVER_MB = Number(process.env['RECOVER_MB'] ?? 64);
+const READ_LINES = Number(process.env['READ_LINES'] ?? 200_000);
 const LINE =
   'telemetry,device_id=dev-0042,room=lab-3 humidity=40.25,pressure_hpa=1013.2,temperature_c=21.5 1764115200000';
 
@@ -134,6 +137,39 @@ async function rawSync(dir: string) {
   console.log(`raw 4 KiB write + fdatasync: ${ms.toFixed(3)} ms each (${Math.round(1000 / ms)}/s)`);
 }
 
+async function readBack(dir: string) {
+  for (const memoryBytes of [DEFAULT_SPOOL_MEMORY_BYTES, 0]) {
+    const s = await Spool.open({ dir: join(dir, `read-${memoryBytes}`), maxBytes: 1 << 30, memoryBytes });
+    let appended = 0;
+    // 500 producers of one-line appends, as devices publishing one sample per message.
+    await Promise.all(
+      Array.from({ length: 500 }, async () => {
+        while (appended < READ_LINES) {
+          appended++;
+          await s.append([LINE]);
+        }
+      }),
+    );
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    let n = 0;
+    for (let i = 0; i < READ_LINES; i++) {
+      const b = await s.read(5000);
+      if (!b) break;
+      n += b.count;
+      await s.confirm(b);
+    }
+    const ms = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    await s.close();
+    console.log(
+      `read-back from ${memoryBytes ? 'memory tail' : 'disk       '}: ${n} lines in ${ms.toFixed(0)} ms (${Math.round(
+        (n / ms) * 1000,
+      )} lines/s, ${(((cpu.user + cpu.system) / Math.max(n, 1)) * 1000).toFixed(0)} ns CPU per line)`,
+    );
+  }
+}
+
 async function recovery(dir: string) {
   const target = RECOVER_MB * 1024 * 1024;
   const batch = Array.from({ length: 1000 }, () => LINE);
@@ -179,6 +215,7 @@ try {
     await run('sqlite-wal', sql, producers);
     await sql.close();
   }
+  await readBack(dir);
   await recovery(dir);
 } finally {
   rmSync(dir, { recursive: true, force: true });

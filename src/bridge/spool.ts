@@ -243,14 +243,18 @@ export class Spool {
   async read(maxLines: number): Promise<SpoolBatch | undefined> {
     const start = this.normalise(this.cursor);
     let { seg, off, skip } = start;
-    const pieces: Buffer[] = [];
+    // The body's pieces as (buffer, from, to) in three arrays: no object per record.
+    const bufs: Buffer[] = [];
+    const froms: number[] = [];
+    const tos: number[] = [];
     let count = 0;
     let bodyBytes = 0;
     let reader: SegmentReader | undefined;
     let hint = this.tailHead;
+    let segment: Segment | undefined;
     try {
       while (count < maxLines) {
-        const segment = this.segments.find((s) => s.id === seg);
+        if (segment?.id !== seg) segment = this.segments.find((s) => s.id === seg);
         if (!segment || off >= segment.size) {
           const next = this.segments.find((s) => s.id > seg);
           if (!next || (segment && segment === this.active?.seg)) break;
@@ -259,41 +263,53 @@ export class Spool {
           skip = 0;
           continue;
         }
-        let record: Buffer;
-        let fromMemory = false;
+        // The record at `off`: from a tail chunk when there is one, else from the segment file.
+        let buf: Buffer;
+        let at: number;
         hint = this.tailChunkAt(seg, off, hint);
         const chunk = hint >= 0 ? this.tail[hint] : undefined;
         if (chunk) {
-          const at = off - chunk.off;
-          record = chunk.data.subarray(at, at + HEADER_BYTES + chunk.data.readUInt32LE(at));
-          fromMemory = true;
+          buf = chunk.data;
+          at = off - chunk.off;
         } else {
           hint = this.tailHead;
           if (reader?.seg !== seg) {
             await reader?.close();
             reader = await SegmentReader.open(join(this.options.dir, segName(seg)), seg, segment.size);
           }
-          record = await reader.record(off);
+          buf = await reader.record(off);
+          at = 0;
         }
-        const lines = record.readUInt32LE(8);
-        const payload = record.subarray(HEADER_BYTES);
+        const len = buf.readUInt32LE(at);
+        const lines = buf.readUInt32LE(at + 8);
+        const from = at + HEADER_BYTES;
         const take = Math.min(maxLines - count, lines - skip);
-        let piece: Buffer;
         if (skip === 0 && take === lines) {
-          // The whole record: its payload is already the lines joined by "\n". Disk views are reused
-          // by the reader, so those are copied.
-          piece = fromMemory ? payload : Buffer.from(payload);
+          // The whole record: its payload is already the lines joined by "\n". The reader reuses its
+          // buffer, so a payload from disk is copied.
+          if (chunk) {
+            bufs.push(buf);
+            froms.push(from);
+            tos.push(from + len);
+          } else {
+            bufs.push(Buffer.from(buf.subarray(from, from + len)));
+            froms.push(0);
+            tos.push(len);
+          }
+          bodyBytes += len;
         } else {
-          const parts = payload.toString('utf8').split('\n');
-          piece = Buffer.from(parts.slice(skip, skip + take).join('\n'), 'utf8');
+          const parts = buf.toString('utf8', from, from + len).split('\n');
+          const piece = Buffer.from(parts.slice(skip, skip + take).join('\n'), 'utf8');
+          bufs.push(piece);
+          froms.push(0);
+          tos.push(piece.length);
+          bodyBytes += piece.length;
         }
-        pieces.push(piece);
-        bodyBytes += piece.length;
         count += take;
-        if (fromMemory) this.linesFromMemory += take;
+        if (chunk) this.linesFromMemory += take;
         else this.linesFromDisk += take;
         if (skip + take >= lines) {
-          off += record.length;
+          off += HEADER_BYTES + len;
           skip = 0;
         } else skip += take;
       }
@@ -301,11 +317,11 @@ export class Spool {
       await reader?.close();
     }
     if (count === 0) return undefined;
-    const body = Buffer.allocUnsafe(bodyBytes + pieces.length - 1);
-    let at = 0;
-    for (let i = 0; i < pieces.length; i++) {
-      if (i > 0) body[at++] = NEWLINE;
-      at += (pieces[i] as Buffer).copy(body, at);
+    const body = Buffer.allocUnsafe(bodyBytes + bufs.length - 1);
+    let pos = 0;
+    for (let i = 0; i < bufs.length; i++) {
+      if (i > 0) body[pos++] = NEWLINE;
+      pos += (bufs[i] as Buffer).copy(body, pos, froms[i], tos[i]);
     }
     return new Batch(count, body.toString('utf8'), start, { seg, off, skip });
   }
@@ -315,18 +331,16 @@ export class Spool {
    * tried first and then the one after it: a batch walks the tail in order.
    */
   private tailChunkAt(seg: number, off: number, hint: number): number {
-    const holds = (i: number) => {
-      const c = this.tail[i];
-      return c !== undefined && c.seg === seg && off >= c.off && off < c.off + c.data.length;
-    };
-    if (hint >= this.tailHead && holds(hint)) return hint;
-    if (hint + 1 >= this.tailHead && holds(hint + 1)) return hint + 1;
+    for (let i = Math.max(hint, this.tailHead); i <= hint + 1 && i < this.tail.length; i++) {
+      const c = this.tail[i] as TailChunk;
+      if (c.seg === seg && off >= c.off && off < c.off + c.data.length) return i;
+    }
     let lo = this.tailHead;
     let hi = this.tail.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      if (holds(mid)) return mid;
       const c = this.tail[mid] as TailChunk;
+      if (c.seg === seg && off >= c.off && off < c.off + c.data.length) return mid;
       if (c.seg < seg || (c.seg === seg && c.off < off)) lo = mid + 1;
       else hi = mid - 1;
     }
