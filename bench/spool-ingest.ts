@@ -8,7 +8,10 @@
  *   bridge acknowledges per second, and the latency at that rate.
  * - `light`: 10 devices, 1 message in flight each: the latency cost of a disk sync per acknowledgement
  *   when there is little to group.
- * With the spool on, the InfluxDB 1.6 database must end up with one point per PUBACK.
+ * With the spool on, the InfluxDB 1.6 database must end up with one point per PUBACK. A PUBACK waits only
+ * for the disk, so the acked rate alone can outrun the InfluxDB writer; `drainSeconds` (load stopped →
+ * every acked point in the DB; includes up to INFLUX_FLUSH_INTERVAL_MS for the last partial batch) and
+ * `endToEndMsgPerS` (acked / (load + drain)) show whether the rate is sustainable.
  *
  *   node --import tsx bench/spool-ingest.ts [--quick]     # prints the ScenarioResult[] as JSON
  * or from the bench runner: `import { spoolIngest } from './spool-ingest.js'` (a Scenario).
@@ -117,6 +120,7 @@ async function runOne(
     const extra: ScenarioResult['extra'] = { sent, acked, spool };
     if (spool) {
       let count = 0;
+      const drain0 = performance.now();
       const landed = await until(
         async () => {
           const rows = await influx.rows('SELECT count(temperature_c) FROM telemetry', db);
@@ -126,6 +130,9 @@ async function runOne(
         60_000,
         250,
       );
+      const drainSeconds = (performance.now() - drain0) / 1000;
+      extra['drainSeconds'] = round(drainSeconds, 2);
+      extra['endToEndMsgPerS'] = round(acked / (wall + drainSeconds), 0);
       extra['pointsInDb'] = count;
       extra['dbCountEqualsAcked'] = count === acked;
       if (!landed) ctx.log(`spool-ingest: only ${count} of ${acked} acknowledged points reached InfluxDB`);
@@ -179,6 +186,8 @@ export function sideBySide(results: readonly ScenarioResult[]): Record<string, u
       'PUBACK p99 ms on': on?.latencyMs?.p99,
       'PUBACK p99 ms off': off?.latencyMs?.p99,
       'DB count = acked': on?.extra['dbCountEqualsAcked'],
+      'drain s': on?.extra['drainSeconds'],
+      'end-to-end msg/s': on?.extra['endToEndMsgPerS'],
     });
   }
   return rows;
