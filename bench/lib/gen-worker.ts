@@ -48,7 +48,7 @@ export type WorkerTask =
       reconnect: boolean;
       concurrency: number;
     }
-  | { task: 'live'; target: Target; count: number; token: string; feeds: string[] }
+  | { task: 'live'; target: Target; count: number; token: string; feeds: string[]; deflate?: boolean }
   | { task: 'sio'; target: Target; count: number }
   | { task: 'sio-rate'; target: Target; devices: string[]; rate: number };
 

@@ -4,10 +4,11 @@
  * costs a header parse and an `indexOf` for the `"seq":` stamp (the device's send time, µs), never a
  * JSON.parse or a `ws` Receiver. Both systems are read the same way, so their numbers compare.
  */
+import { constants, inflateRawSync } from 'node:zlib';
 import type { Target } from './conn.js';
 import { loopbackAddress, mapLimit } from './conn.js';
 import type { WorkerResult, WorkerTask } from './gen-worker.js';
-import { jsonNumberAfter, type RawWs, rawWebSocket } from './raw-ws.js';
+import { type FrameHandler, jsonNumberAfter, type RawWs, rawWebSocket } from './raw-ws.js';
 import { LatencyRecorder } from './stats.js';
 
 /** What a generator task runs between `start` and `stop` (gen-worker.ts drives it). */
@@ -31,8 +32,12 @@ class Receiver {
   recording = false;
   received = 0;
 
-  onFrame = (buf: Buffer, start: number, end: number, now: number): void => {
+  onFrame = (buf: Buffer, start: number, end: number, now: number, compressed: boolean): void => {
     if (!this.recording) return;
+    if (compressed) {
+      this.received++; // counted, not read: inflating is not the browsers' cost we measure
+      return;
+    }
     const stamp = jsonNumberAfter(buf, start, end, SEQ_KEY);
     if (stamp <= 0) return;
     this.received++;
@@ -56,6 +61,12 @@ class Receiver {
   }
 }
 
+/** Inflates a connection's first permessage-deflate message (RFC 7692 §7.2.2: append 00 00 ff ff). */
+function inflateFirst(payload: Buffer): Buffer {
+  const tail = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+  return inflateRawSync(Buffer.concat([payload, tail]), { finishFlush: constants.Z_SYNC_FLUSH });
+}
+
 /** /live browsers: subscribe to `feeds` and wait for `subscribed` (snapshots before start are ignored). */
 export async function liveBrowsers(p: Extract<WorkerTask, { task: 'live' }>): Promise<BrowserTask> {
   const r = new Receiver();
@@ -74,9 +85,15 @@ export async function liveBrowsers(p: Extract<WorkerTask, { task: 'live' }>): Pr
           path: `/live?token=${encodeURIComponent(p.token)}`,
           protocol: 'telemetry.v1.json',
           localAddress: loopbackAddress(i),
+          offerDeflate: p.deflate === true,
         },
-        (buf, start, end, now) => {
+        (raw, rawStart, rawEnd, now, compressed) => {
           if (settle) {
+            // The answer to `subscribe` is the connection's first message, so with deflate it
+            // inflates on its own (no earlier context to need).
+            const buf = compressed ? inflateFirst(raw.subarray(rawStart, rawEnd)) : raw;
+            const start = compressed ? 0 : rawStart;
+            const end = compressed ? buf.length : rawEnd;
             const at = (key: Buffer) => {
               const j = buf.indexOf(key, start);
               return j >= 0 && j < end;
@@ -87,7 +104,7 @@ export async function liveBrowsers(p: Extract<WorkerTask, { task: 'live' }>): Pr
             settle = undefined;
             return;
           }
-          r.onFrame(buf, start, end, now);
+          r.onFrame(raw, rawStart, rawEnd, now, compressed);
         },
         () => settle?.(new Error('closed before subscribed')),
       );
@@ -106,7 +123,7 @@ export async function liveBrowsers(p: Extract<WorkerTask, { task: 'live' }>): Pr
 export function sioSocket(
   target: Target,
   role: 'browser' | 'device',
-  onEvent: (buf: Buffer, start: number, end: number, now: number) => void,
+  onEvent: FrameHandler,
   localAddress?: string,
 ): Promise<RawWs> {
   return new Promise((resolve, reject) => {
@@ -125,7 +142,7 @@ export function sioSocket(
         const c0 = buf[start];
         const c1 = end - start > 1 ? buf[start + 1] : undefined;
         if (c0 === 0x34 && c1 === 0x32)
-          onEvent(buf, start, end, now); // "42": event
+          onEvent(buf, start, end, now, false); // "42": event
         else if (c0 === 0x32)
           send('3'); // ping → pong
         else if (c0 === 0x30)

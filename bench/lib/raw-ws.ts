@@ -5,7 +5,8 @@
  * the bytes it needs (e.g. the `"seq":` stamp) and a thread can keep up with thousands of sockets.
  * Reads go into one buffer per thread (`net`'s `onread`): no allocation and no 'data' event a read.
  *
- * Scope (what a bench browser needs, no more): no extensions (never offers permessage-deflate),
+ * Scope (what a bench browser needs, no more): no extensions unless `offerDeflate` (then compressed
+ * frames are reported with `compressed` set and never inflated: they can be counted, not read),
  * no fragmented messages (servers here send every message in one frame; a continuation frame is an
  * error), pings answered with pongs, a close frame ends the connection. Client frames are masked as
  * RFC 6455 requires, with an all-zero key (valid, and the payload then goes out unchanged).
@@ -21,6 +22,8 @@ export interface RawWsOptions {
   /** Offered subprotocol (Sec-WebSocket-Protocol). */
   readonly protocol?: string;
   readonly localAddress?: string;
+  /** Offers permessage-deflate as browsers do (to measure what compression costs the server). */
+  readonly offerDeflate?: boolean;
   /** Handshake deadline, ms (default 30 s). */
   readonly timeoutMs?: number;
 }
@@ -29,7 +32,13 @@ export interface RawWsOptions {
  * Called for every complete text or binary frame; `now` is `performance.now()` taken once per
  * socket read (every frame of one read arrived together). The bytes are valid only during the call.
  */
-export type FrameHandler = (buf: Buffer, start: number, end: number, now: number) => void;
+export type FrameHandler = (
+  buf: Buffer,
+  start: number,
+  end: number,
+  now: number,
+  compressed: boolean,
+) => void;
 
 export interface RawWs {
   /** Sends a text frame (masked). No-op once closed. */
@@ -116,7 +125,7 @@ export class FrameSplitter {
       const end = start + len;
       const opcode = b0 & 0x0f;
       if (opcode === OP_CONTINUATION || (b0 & 0x80) === 0) throw new Error('fragmented message');
-      if (opcode < OP_CLOSE) this.onData(buf, start, end, now);
+      if (opcode < OP_CLOSE) this.onData(buf, start, end, now, (b0 & 0x40) !== 0);
       else this.onControl(opcode, buf.subarray(start, end));
       off = end;
     }
@@ -225,7 +234,8 @@ export function rawWebSocket(
       socket.write(
         `GET ${opts.path} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nUpgrade: websocket\r\n` +
           `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
-          `${opts.protocol ? `Sec-WebSocket-Protocol: ${opts.protocol}\r\n` : ''}\r\n`,
+          `${opts.protocol ? `Sec-WebSocket-Protocol: ${opts.protocol}\r\n` : ''}` +
+          `${opts.offerDeflate ? 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n' : ''}\r\n`,
       );
     });
   });

@@ -34,6 +34,11 @@ export interface LiveFanoutOptions extends ScenarioOptions {
   /** Bridges to run (scale-out, issue 9); default 1. More than one needs `redisUrl`. */
   readonly instances?: number;
   readonly redisUrl?: string;
+  /**
+   * Browsers offer permessage-deflate, as real ones do (default false). Compressed frames are counted,
+   * not read, so latency covers only uncompressed ones: read the bridge's CPU per delivery.
+   */
+  readonly deflate?: boolean;
 }
 
 export const liveFanout: Scenario & {
@@ -71,6 +76,7 @@ export const liveFanout: Scenario & {
           count: share(w),
           token,
           feeds: ['telemetry/+'],
+          ...(options.deflate ? { deflate: true } : {}),
         };
       });
       const name = instances > 1 ? `bridge×${instances}` : 'bridge';
@@ -95,7 +101,7 @@ export const liveFanout: Scenario & {
       for (const b of bridges) await b.stop();
       rmSync(dataDir, { recursive: true, force: true });
     }
-    if (options.profileDir || instances > 1) return results;
+    if (options.profileDir || instances > 1 || options.deflate) return results;
 
     const sio = await startSocketIoSut(ctx.pin, await freePort());
     try {
