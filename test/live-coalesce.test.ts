@@ -5,9 +5,11 @@
  * frames written in one event-loop turn keep their place relative to `ws`'s own frames.
  */
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
+import { WebSocket } from 'ws';
 import { type LiveMessage, LiveTestClient, reading, startLiveServer } from './support/live-client.js';
-import { waitFor } from './support/wait.js';
+import { waitEvent, waitFor } from './support/wait.js';
 
 const BATCH = 200;
 
@@ -48,6 +50,51 @@ test('plain and deflate clients get the same messages, in order, from one turn o
     assert.deepEqual(telemetry(plain).at(-1)?.['values'], long);
     plain.close();
     deflate.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('on a deflate connection a compressed message keeps its place among shared uncompressed frames', async () => {
+  const server = await startLiveServer();
+  try {
+    const token = await server.token();
+    const deflate = await subscribed(server.wsUrl, token, true);
+    const plain = await subscribed(server.wsUrl, token, false);
+    // Over the 1 KiB threshold: compressed (asynchronously, in zlib) on the deflate connection.
+    const big = Object.fromEntries(Array.from({ length: 80 }, (_, k) => [`metric_${k}`, k + 0.125]));
+    const seqs: number[] = [];
+    for (let i = 1; i <= 30; i++) {
+      server.live.publishTelemetry(reading(`dev${i % 3}`, i, i % 10 === 5 ? big : { v: i }));
+      seqs.push(i);
+    }
+    await waitFor('both clients to get all 30', () =>
+      [plain, deflate].every((c) => telemetry(c).length === 30),
+    );
+    assert.deepEqual(
+      telemetry(deflate).map((m) => m['seq']),
+      seqs,
+    );
+    assert.deepEqual(telemetry(deflate), telemetry(plain));
+    deflate.close();
+    plain.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('permessage-deflate is negotiated without server context takeover (ws then skips messages under 1 KiB)', async () => {
+  const server = await startLiveServer();
+  try {
+    const ws = new WebSocket(`${server.wsUrl}?token=${encodeURIComponent(await server.token())}`, {
+      perMessageDeflate: true,
+    });
+    ws.on('error', () => {});
+    const [response] = (await waitEvent(ws, 'upgrade')) as [IncomingMessage];
+    const offered = String(response.headers['sec-websocket-extensions']);
+    assert.match(offered, /^permessage-deflate/);
+    assert.match(offered, /server_no_context_takeover/);
+    ws.close();
   } finally {
     await server.close();
   }
