@@ -1,15 +1,20 @@
 #!/usr/bin/env node
-// Runs every compiled test file under dist/ with Node's test runner. Unit tests sit beside the code
-// (*.test.js in src/, firmware-sim/), integration tests in test/. Extra arguments filter by path part.
+// Runs every compiled test file of the project with Node's test runner: unit tests beside the code
+// (*.test.js in dist/src, dist/firmware-sim, dist/bench), integration tests in dist/test. Other
+// directories under dist/ (scratch copies, dot-directories) are not searched. Extra arguments filter
+// by path part.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 const root = new URL('../dist/', import.meta.url).pathname;
 const filters = process.argv.slice(2);
 
+const ROOTS = ['src', 'test', 'firmware-sim', 'bench'];
+
 function collect(dir, out) {
   for (const name of readdirSync(dir)) {
+    if (name.startsWith('.')) continue;
     const path = join(dir, name);
     if (statSync(path).isDirectory()) collect(path, out);
     else if (name.endsWith('.test.js')) out.push(path);
@@ -17,8 +22,8 @@ function collect(dir, out) {
   return out;
 }
 
-const files = collect(root, [])
-  .filter((f) => !relative(root, f).startsWith('bench/'))
+const files = ROOTS.filter((r) => existsSync(join(root, r)))
+  .flatMap((r) => collect(join(root, r), []))
   .filter((f) => filters.length === 0 || filters.some((p) => f.includes(p)))
   .sort();
 if (files.length === 0) {
