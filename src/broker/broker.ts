@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import { deliverAtMaxQos } from './conformance.js';
-import { GuardedStream, type OutboundSink } from './guard.js';
+import { GuardedStream, type GuardOptions, type OutboundSink } from './guard.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { Identity, Registry } from './registry.js';
 import { canPublish, canSubscribe } from './rights.js';
@@ -60,6 +60,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const identities = new WeakMap<Client, Identity>();
   const refusedClientId = new WeakSet<Client>();
   const addresses = new WeakMap<Client, string>();
+  /** Clients whose delivery functions are wrapped (done at their first SUBSCRIBE, see `wrapDeliveries`). */
+  const subscribers = new WeakSet<Client>();
   const banned = new Map<string, number>();
   const throttle = new LoginThrottle();
 
@@ -79,12 +81,6 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       if (!packet.clientId && !packet.clean) refusedClientId.add(client);
       // [MQTT-3.1.3-5] servers may refuse long client ids: CONNACK 2 like Aedes does for 3.1.
       if (packet.clientId && packet.clientId.length > MAX_CLIENT_ID_LENGTH) refusedClientId.add(client);
-      // [MQTT-3.3.5-1] before any subscription (restored ones included) binds its delivery function.
-      deliverAtMaxQos(client);
-      // One subscriber that stops reading must not hold up routing for everyone (slow-subscriber.ts).
-      releaseDeliveries(client, config.limits.subscriberBufferBytes, (queued) =>
-        log.warn({ clientId: client.id, queued }, 'slow subscriber disconnected'),
-      );
       callback(null, true);
     },
 
@@ -155,6 +151,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     },
 
     authorizeSubscribe(client, subscription, callback) {
+      wrapDeliveries(client);
       const identity = identities.get(client);
       if (
         subscription.topic.startsWith('$telebridge') ||
@@ -178,18 +175,48 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     log.debug({ clientId: client?.id, err: err.message }, 'connection error'),
   );
 
+  /**
+   * Wraps a client's delivery functions once, at its first subscription: Aedes binds them when a
+   * subscription is added (restored ones too, which also pass through `authorizeSubscribe`), and a
+   * client with no subscription is delivered nothing. An idle device that only publishes thus
+   * carries none of these closures (~0.5 KiB per connection).
+   */
+  function wrapDeliveries(client: Client): void {
+    if (subscribers.has(client)) return;
+    subscribers.add(client);
+    // [MQTT-3.3.5-1] before any subscription (restored ones included) binds its delivery function.
+    deliverAtMaxQos(client);
+    // One subscriber that stops reading must not hold up routing for everyone (slow-subscriber.ts).
+    releaseDeliveries(client, config.limits.subscriberBufferBytes, (queued) =>
+      log.warn({ clientId: client.id, queued }, 'slow subscriber disconnected'),
+    );
+  }
+
+  // Per listener, not per connection: every closure or object made in `handle` is multiplied by the
+  // number of idle devices (issue 8, bench/idle-memory.ts).
+  const guardOptions = {} as Record<ListenerName, GuardOptions>;
+  const connectionClosed = {} as Record<ListenerName, () => void>;
+  for (const listener of ['tcp', 'tls', 'ws'] as const) {
+    guardOptions[listener] = {
+      maxPacketBytes: config.maxPacketBytes,
+      onViolation: (err) => log.warn({ listener, err: err.message }, 'connection closed by the packet guard'),
+    };
+    connectionClosed[listener] = () => metrics.connections.dec({ listener });
+  }
+
   const noop = () => {};
   return {
     aedes,
     handle(stream, sink, listener, req) {
       metrics.connections.inc({ listener });
-      const guarded = new GuardedStream(stream as GuardedStream['inner'], sink, {
-        maxPacketBytes: config.maxPacketBytes,
-        onViolation: (err) =>
-          log.warn({ listener, err: err.message }, 'connection closed by the packet guard'),
-      });
-      guarded.once('close', () => metrics.connections.dec({ listener }));
-      const client = aedes.handle(guarded, req);
+      const guarded = new GuardedStream(stream as GuardedStream['inner'], sink, guardOptions[listener]);
+      // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection.
+      guarded.on('close', connectionClosed[listener]);
+      // Not `req`: Aedes would keep the upgrade request (headers and all, ~1 KiB) for the connection's
+      // life, and nothing reads it.
+      const client = aedes.handle(guarded);
+      if (!config.auth) return;
+      // The login throttle is per address.
       const address = (stream as { remoteAddress?: string }).remoteAddress ?? req?.socket.remoteAddress;
       if (address) addresses.set(client, address);
     },
