@@ -5,6 +5,7 @@
  */
 
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client, type Connection } from 'aedes';
 import type { Pipeline } from '../bridge/pipeline.js';
@@ -13,7 +14,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import { deliverAtMaxQos } from './conformance.js';
-import { GuardedStream, type GuardOptions, type OutboundSink } from './guard.js';
+import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { Identity, Registry } from './registry.js';
 import { canPublish, canSubscribe } from './rights.js';
@@ -37,8 +38,10 @@ export interface BrokerDeps {
 
 export interface Broker {
   readonly aedes: Aedes;
-  /** Wraps a client stream in the packet guard and hands it to Aedes. */
+  /** Wraps a client stream in the packet guard and hands it to Aedes (MQTT over WebSocket). */
   handle(stream: Connection, sink: OutboundSink, listener: ListenerName, req?: IncomingMessage): void;
+  /** Guards a TCP or TLS socket in place and hands the socket itself to Aedes (`guardSocket`). */
+  handleSocket(socket: Socket, listener: Extract<ListenerName, 'tcp' | 'tls'>): void;
   /** Publishes from the bridge itself (rejections, commands). */
   publish(topic: string, payload: Buffer, qos: 0 | 1): void;
   disconnect(clientId: string, why: string): void;
@@ -220,6 +223,12 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       const address = (stream as { remoteAddress?: string }).remoteAddress ?? req?.socket.remoteAddress;
       if (address) addresses.set(client, address);
     },
+    handleSocket(socket, listener) {
+      metrics.connections.inc({ listener });
+      socket.on('close', connectionClosed[listener]);
+      const client = aedes.handle(guardSocket(socket, guardOptions[listener]) as Connection);
+      if (config.auth && socket.remoteAddress) addresses.set(client, socket.remoteAddress);
+    },
     publish(topic, payload, qos) {
       aedes.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, noop);
     },
@@ -235,7 +244,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
 /** The CN of a client certificate verified against BRIDGE_TLS_CA, if any. */
 function verifiedCertificateName(client: Client): string | undefined {
   const conn = (client as unknown as { conn?: { inner?: unknown } }).conn;
-  const socket = conn?.inner;
+  // TLS sockets are handed to Aedes themselves (`handleSocket`); other streams wrap theirs.
+  const socket = conn instanceof TLSSocket ? conn : conn?.inner;
   if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
   const cn = socket.getPeerCertificate().subject?.CN;
   return typeof cn === 'string' ? cn : undefined;

@@ -13,7 +13,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import websocketStream from 'websocket-stream';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import type { Config } from '../../config.js';
 import type { Broker } from '../broker.js';
 import { webSocketSink } from '../guard.js';
@@ -35,6 +35,30 @@ export function refuseUpgrade(socket: Duplex, status: number, reason: string): v
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
+}
+
+/**
+ * Hands an upgraded `/mqtt` WebSocket to the broker. A function of its own so that no closure that
+ * lives as long as the connection holds the upgrade request (and its headers) in its scope.
+ */
+function mqttOverWebSocket(broker: Broker, ws: WebSocket, socket: Duplex, req: IncomingMessage): void {
+  const stream = websocketStream(ws, { binary: true });
+  // websocket-stream closes with a handshake, and ws goes on reading frames until the peer
+  // answers it (up to 30 s): a peer the bridge hangs up on (packet guard, Aedes) is not read on.
+  stream.on('close', terminateWebSocket);
+  // Inbound frames are read through websocket-stream; outbound packets go out through ws directly,
+  // one frame per tick.
+  broker.handle(stream, webSocketSink(ws, socket), 'ws', req);
+}
+
+/** An upgraded socket's 'error' listener: shared, so no closure keeps this scope (and `req`) alive. */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
+/** websocket-stream's 'close' listener, shared by every connection (the stream carries its `socket`). */
+function terminateWebSocket(this: { socket: WebSocket }): void {
+  this.socket.terminate();
 }
 
 export async function startHttpListener(
@@ -71,7 +95,7 @@ export async function startHttpListener(
   server.keepAliveTimeout = 5_000;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/mqtt') {
       const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
@@ -80,16 +104,8 @@ export async function startHttpListener(
       }
       const release = limiter.admit(req.socket.remoteAddress);
       if (!release) return refuseUpgrade(socket, 503, 'Service Unavailable');
-      socket.once('close', release);
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        const stream = websocketStream(ws, { binary: true });
-        // websocket-stream closes with a handshake, and ws goes on reading frames until the peer
-        // answers it (up to 30 s): a peer the bridge hangs up on (packet guard, Aedes) is not read on.
-        stream.once('close', () => ws.terminate());
-        // Inbound frames are read through websocket-stream; outbound packets go out through ws directly,
-        // one frame per tick.
-        broker.handle(stream, webSocketSink(ws, socket), 'ws', req);
-      });
+      socket.on('close', release);
+      wss.handleUpgrade(req, socket, head, (ws) => mqttOverWebSocket(broker, ws, socket, req));
       return;
     }
     const handler = path ? routes.upgrade.get(path) : undefined;

@@ -8,7 +8,6 @@ import { createServer as createNetServer, type Server, type Socket } from 'node:
 import { createServer as createTlsServer } from 'node:tls';
 import type { Config } from '../../config.js';
 import type { Broker, ListenerName } from '../broker.js';
-import { socketSink } from '../guard.js';
 import type { ConnectionLimiter } from './connection-limiter.js';
 import { listen } from './listen.js';
 
@@ -24,9 +23,10 @@ export async function startMqttListener(
       socket.destroy();
       return;
     }
-    socket.once('close', release);
+    // `on`, not `once`: a socket closes once, and `once` allocates a wrapper per connection.
+    socket.on('close', release);
     socket.setNoDelay(true);
-    broker.handle(socket, socketSink(socket), kind);
+    broker.handleSocket(socket, kind);
   };
   let server: Server;
   if (kind === 'tls') {
