@@ -10,10 +10,10 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
 import { Registry } from '../src/broker/registry.js';
+import { bridgeCommand } from './support/bridge-process.js';
 import { freePort, httpOk, type RunningProcess, startProcess, tempDir } from './support/services.js';
 import { waitEvent, waitFor } from './support/wait.js';
 
@@ -31,8 +31,7 @@ before(async () => {
   ports = { mqtt: await freePort(), http: await freePort() };
   bridge = await startProcess({
     name: 'bridge',
-    command: process.execPath,
-    args: ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../src/main.ts', import.meta.url))],
+    ...bridgeCommand(),
     dir: dataDir,
     env: {
       BRIDGE_MQTT_PORT: String(ports.mqtt),

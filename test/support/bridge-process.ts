@@ -7,20 +7,14 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
+import { projectRoot } from '../../src/paths.js';
 import { ledger } from './influx.js';
 import { freePort, tempDir } from './services.js';
 import { waitFor } from './wait.js';
 
 /** The repository root (this file runs from test/support or dist/test/support). */
-export function repoRoot(): string {
-  let dir = import.meta.dirname;
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'src', 'main.ts'))) return dir;
-    dir = dirname(dir);
-  }
-  throw new Error(`repository root not found above ${import.meta.dirname}`);
-}
+export const repoRoot = projectRoot;
 
 /** True when dist/src holds a .js newer than every .ts of src/ (tests and declarations aside). */
 function distIsFresh(root: string): boolean {
