@@ -8,8 +8,17 @@
  * and the heap diff by constructor from two heap snapshots (self sizes; arrays, contexts and other
  * internal nodes are labelled with the object that holds them).
  *
- *   node --expose-gc --import tsx bench/idle-memory.ts [--n 2000] [--sut bridge|aedes]
- *        [--transport tcp,ws] [--top 40] [--keep-snapshots DIR]
+ *   npm run build && node dist/bench/idle-memory.js [--n 2000] [--sut bridge|aedes|raw]
+ *        [--transport tcp,ws] [--top 40] [--keep-snapshots DIR] [--no-snapshot] [--idle-wait S]
+ *
+ * Run it compiled: under tsx every function carries a `name` property (esbuild's keepNames), which
+ * adds ~1.8 KiB of property arrays per connection that the built bridge does not have.
+ *
+ * `--process`: the system under test as the idle benchmark runs it (`npm start` in a child process,
+ * or bench/plain-aedes), its RSS by kind of mapping read from /proc/<pid>/smaps after it has idled
+ * for 20 s, then every 10 s for 30 s after the connections are up. Right after a burst of
+ * connections V8 still holds its grown young generation and garbage (~20 KiB per connection at
+ * 2,000); its memory reducer gives that back after ~10-30 s idle, which is the steady state.
  *
  * The clients run in a child process so that their objects are in neither the heap nor the RSS.
  */
@@ -254,10 +263,15 @@ async function settledRss(): Promise<number> {
  * RSS by kind of mapping (/proc/self/smaps): `brk` is glibc's main malloc heap, `anonBig` anonymous
  * mappings of 64 MiB or more (other threads' malloc arenas), `anon` the rest (mostly V8's pages).
  */
-function smapsRss(): { brk: number; anon: number; anonBig: number; file: number } {
+function smapsRss(pid: number | 'self' = 'self'): {
+  brk: number;
+  anon: number;
+  anonBig: number;
+  file: number;
+} {
   const out = { brk: 0, anon: 0, anonBig: 0, file: 0 };
   let kind: keyof typeof out = 'anon';
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
     const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (head) {
       const size = Number.parseInt(head[2]!, 16) - Number.parseInt(head[1]!, 16);
@@ -339,7 +353,7 @@ async function serverMain(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'idle-memory-'));
   const snapDir = values['keep-snapshots'] ?? dir;
   const sut = await startSut(values.sut!, dir);
-  const child = fork(here, ['--client'], { execArgv: ['--import', 'tsx'] });
+  const child = fork(here, ['--client'], { execArgv: process.execArgv });
   console.log(`sut=${values.sut} n=${n} node ${process.version}`);
   const transports = values.transport!.split(',') as Transport[];
   const targetOf = (transport: Transport): Target => ({
@@ -415,5 +429,63 @@ async function serverMain(): Promise<void> {
   }
 }
 
+/** `--process`: RSS by mapping kind of a SUT in its own process, steady state (see the top). */
+async function processMain(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      process: { type: 'boolean' },
+      n: { type: 'string', default: '2000' },
+      sut: { type: 'string', default: 'bridge' },
+      transport: { type: 'string', default: 'tcp,ws' },
+    },
+  });
+  const { pinning, startAedesSut, startBridgeSut } = await import('./lib/suts.js');
+  const { freePort } = await import('../test/support/services.js');
+  const n = Number(values.n);
+  const pin = pinning();
+  for (const transport of values.transport!.split(',') as Transport[]) {
+    const dir = mkdtempSync(join(tmpdir(), 'idle-memory-'));
+    const ports = { mqtt: await freePort(), http: await freePort() };
+    const sut =
+      values.sut === 'aedes'
+        ? await startAedesSut(pin, ports)
+        : await startBridgeSut(pin, { ports, dataDir: dir });
+    const child = fork(here, ['--client'], { execArgv: process.execArgv });
+    try {
+      await sleep(20_000);
+      const before = smapsRss(sut.pid);
+      const target = {
+        host: '127.0.0.1',
+        port: transport === 'tcp' ? sut.mqttPort : sut.httpPort,
+        path: sut.wsPath,
+      };
+      const res = await ask(child, { transport, target, n, prefix: `proc-${transport}` });
+      if (res.error) throw new Error(String(res.error));
+      for (let t = 0; t <= 30; t += 10) {
+        if (t > 0) await sleep(10_000);
+        const after = smapsRss(sut.pid);
+        const per = (k: keyof typeof after) => kib((after[k] - before[k]) / n);
+        const total =
+          after.brk +
+          after.anon +
+          after.anonBig +
+          after.file -
+          before.brk -
+          before.anon -
+          before.anonBig -
+          before.file;
+        console.log(
+          `${values.sut} ${transport} +${t}s: ${kib(total / n)} KiB/conn (malloc heap ${per('brk')}, anonymous ${per('anon')}, files ${per('file')})`,
+        );
+      }
+    } finally {
+      child.kill();
+      await sut.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
 if (process.argv.includes('--client')) await clientMain();
+else if (process.argv.includes('--process')) await processMain();
 else await serverMain();
