@@ -14,13 +14,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import { deliverAtMaxQos } from './conformance.js';
-import {
-  GuardedStream,
-  type GuardOptions,
-  guardSocket,
-  type MessageSource,
-  type OutboundSink,
-} from './guard.js';
+import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { Identity, Registry } from './registry.js';
 import { canPublish, canSubscribe } from './rights.js';
@@ -44,8 +38,8 @@ export interface BrokerDeps {
 
 export interface Broker {
   readonly aedes: Aedes;
-  /** Wraps a WebSocket in the packet guard (`GuardedStream`) and hands that to Aedes. */
-  handle(ws: MessageSource, sink: OutboundSink, listener: ListenerName, req?: IncomingMessage): void;
+  /** Wraps a client stream in the packet guard and hands it to Aedes (MQTT over WebSocket). */
+  handle(stream: Connection, sink: OutboundSink, listener: ListenerName, req?: IncomingMessage): void;
   /** Guards a TCP or TLS socket in place and hands the socket itself to Aedes (`guardSocket`). */
   handleSocket(socket: Socket, listener: Extract<ListenerName, 'tcp' | 'tls'>): void;
   /** Publishes from the bridge itself (rejections, commands). */
@@ -216,9 +210,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const noop = () => {};
   return {
     aedes,
-    handle(ws, sink, listener, req) {
+    handle(stream, sink, listener, req) {
       metrics.connections.inc({ listener });
-      const guarded = new GuardedStream(ws, sink, guardOptions[listener]);
+      const guarded = new GuardedStream(stream as GuardedStream['inner'], sink, guardOptions[listener]);
       // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection.
       guarded.on('close', connectionClosed[listener]);
       // Not `req`: Aedes would keep the upgrade request (headers and all, ~1 KiB) for the connection's
@@ -226,7 +220,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       const client = aedes.handle(guarded);
       if (!config.auth) return;
       // The login throttle is per address.
-      const address = req?.socket.remoteAddress;
+      const address = (stream as { remoteAddress?: string }).remoteAddress ?? req?.socket.remoteAddress;
       if (address) addresses.set(client, address);
     },
     handleSocket(socket, listener) {

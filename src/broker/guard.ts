@@ -254,44 +254,31 @@ function guardedPush(this: GuardedSocket, chunk: unknown, encoding?: BufferEncod
 }
 
 /**
- * What the guard reads from: a `ws` WebSocket (MQTT over WebSocket), whose messages carry MQTT bytes
- * (a packet may span messages, a message may hold several packets).
- */
-export interface MessageSource {
-  on(event: 'message', listener: (data: Buffer) => void): unknown;
-  on(event: 'error', listener: (err: Error) => void): unknown;
-  once(event: 'close', listener: () => void): unknown;
-  pause(): void;
-  resume(): void;
-  /** Closes at once, without the closing handshake (the peer may no longer be read). */
-  terminate(): void;
-}
-
-/**
- * Wraps a WebSocket connection; hand the result to `aedes.handle`. Inbound messages come straight
- * from `ws` through the fixed-header guard (no websocket-stream in between: its stream pair cost ~2 KiB
- * per idle connection); outbound bytes go to `sink` directly, without a second stream's buffering.
+ * Wraps a client connection; hand the result to `aedes.handle`. Inbound bytes come from `inner` (the
+ * socket, or websocket-stream's readable side) through the fixed-header guard; outbound bytes go to
+ * `sink` directly, without a second stream's buffering in between.
  */
 export class GuardedStream extends Duplex {
   private readonly reader: FixedHeaderReader;
 
   constructor(
-    readonly inner: MessageSource,
+    readonly inner: Duplex,
     private readonly sink: OutboundSink,
     private readonly options: GuardOptions,
   ) {
     super({ allowHalfOpen: false });
     this.reader = new FixedHeaderReader(options.maxPacketBytes, new Utf8FieldInspector());
-    inner.on('message', (data: Buffer) => {
-      const err = this.reader.feed(data);
+    inner.on('data', (chunk: Buffer) => {
+      const err = this.reader.feed(chunk);
       if (err) {
         this.options.onViolation?.(err);
+        inner.destroy();
         this.destroy(err);
         return;
       }
-      if (!this.push(data)) inner.pause();
+      if (!this.push(chunk)) inner.pause();
     });
-    // A WebSocket has no half-close: its end is its close.
+    inner.once('end', () => this.push(null));
     inner.once('close', () => this.destroy());
     inner.on('error', (err) => this.destroy(err));
     sink.onDrain(() => this.emit('drain'));
@@ -335,9 +322,7 @@ export class GuardedStream extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
-    // Not a closing handshake: ws would go on reading frames until the peer answers it (up to
-    // 30 s), and a peer the bridge hangs up on (packet guard, Aedes) is not read on.
-    this.inner.terminate();
+    this.inner.destroy();
     cb(err);
   }
 }

@@ -12,6 +12,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
+import websocketStream from 'websocket-stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Config } from '../../config.js';
 import type { Broker } from '../broker.js';
@@ -37,17 +38,27 @@ export function refuseUpgrade(socket: Duplex, status: number, reason: string): v
 }
 
 /**
- * Hands an upgraded `/mqtt` WebSocket to the broker: inbound messages are read from ws by the packet
- * guard, outbound packets go out through ws, one frame per tick. A function of its own so that no
- * closure that lives as long as the connection holds the upgrade request (and its headers) in scope.
+ * Hands an upgraded `/mqtt` WebSocket to the broker. A function of its own so that no closure that
+ * lives as long as the connection holds the upgrade request (and its headers) in its scope.
  */
 function mqttOverWebSocket(broker: Broker, ws: WebSocket, socket: Duplex, req: IncomingMessage): void {
-  broker.handle(ws, webSocketSink(ws, socket), 'ws', req);
+  const stream = websocketStream(ws, { binary: true });
+  // websocket-stream closes with a handshake, and ws goes on reading frames until the peer
+  // answers it (up to 30 s): a peer the bridge hangs up on (packet guard, Aedes) is not read on.
+  stream.on('close', terminateWebSocket);
+  // Inbound frames are read through websocket-stream; outbound packets go out through ws directly,
+  // one frame per tick.
+  broker.handle(stream, webSocketSink(ws, socket), 'ws', req);
 }
 
 /** An upgraded socket's 'error' listener: shared, so no closure keeps this scope (and `req`) alive. */
 function destroyOnError(this: Duplex): void {
   this.destroy();
+}
+
+/** websocket-stream's 'close' listener, shared by every connection (the stream carries its `socket`). */
+function terminateWebSocket(this: { socket: WebSocket }): void {
+  this.socket.terminate();
 }
 
 export async function startHttpListener(
