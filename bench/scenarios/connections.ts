@@ -75,14 +75,25 @@ export const idle: Scenario = {
   },
 };
 
-/** RSS once it stopped moving (the process settles after start-up or a burst of connections). */
+/**
+ * RSS once it stopped moving: unchanged (within 64 KiB) for 3 s in a row, at most 30 s. A burst of
+ * connections leaves V8 with an enlarged young generation and garbage that its memory reducer gives
+ * back some seconds later; the idle cost of a connection is the steady state after that, not the
+ * transient right after the burst (which read ~20 KiB per connection more).
+ */
 async function settledRss(pid: number): Promise<number> {
+  const deadline = Date.now() + 30_000;
   let last = readProc(pid)?.rssKiB ?? 0;
-  for (let i = 0; i < 20; i++) {
-    await sleep(250);
+  let quietSince = Date.now();
+  while (Date.now() < deadline) {
+    await sleep(500);
     const now = readProc(pid)?.rssKiB ?? 0;
-    if (Math.abs(now - last) < 64) return now;
-    last = now;
+    if (Math.abs(now - last) >= 64) {
+      quietSince = Date.now();
+      last = now;
+    } else if (Date.now() - quietSince >= 3000) {
+      return now;
+    }
   }
   return last;
 }
