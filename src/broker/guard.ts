@@ -170,7 +170,9 @@ class WebSocketSink implements OutboundSink {
 
   write(data: Buffer | string): boolean {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    (this.pending ??= []).push(bytes);
+    // Created on first use: an idle connection carries no array.
+    this.pending ??= [];
+    this.pending.push(bytes);
     this.pendingBytes += bytes.length;
     if (!this.scheduled) {
       this.scheduled = true;
