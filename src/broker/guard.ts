@@ -1,16 +1,14 @@
 /**
- * The packet guard: a duplex stream between a client's byte stream (TCP, TLS or WebSocket) and
- * Aedes. It reads every MQTT fixed header as bytes arrive and fails the connection as soon as a
+ * The packet guard, between a client's byte stream (TCP, TLS or WebSocket) and Aedes. It reads every MQTT fixed header as bytes arrive and fails the connection as soon as a
  * packet announces a remaining length over the limit, before its body is buffered anywhere, however
  * the bytes are split into chunks or frames. Bodies pass through untouched (no copies); the UTF-8
  * strings of CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE are checked on the way (conformance.ts).
  *
- * On the way out, bytes go straight to an `OutboundSink`: the socket itself for TCP and TLS, one
- * WebSocket frame per tick for MQTT over WebSocket (see `webSocketSink`).
- *
- * TCP and TLS sockets are guarded in place (`guardSocket`) and handed to Aedes themselves: a second
- * Duplex per connection (its stream states, listeners and Aedes's end-of-stream hooks on it) was
- * ~2 KiB of every idle connection's ~8 KiB of heap (bench/idle-memory.ts).
+ * TCP and TLS sockets are guarded in place (`guardSocket`) and handed to Aedes themselves, which
+ * writes to them directly: a second Duplex per connection (its stream states, listeners and Aedes's
+ * end-of-stream hooks on it) was ~2 KiB of every idle connection's ~8 KiB of heap
+ * (bench/idle-memory.ts). MQTT over WebSocket is read through websocket-stream into a
+ * `GuardedStream`, whose writes go to a `webSocketSink`: one ws frame per tick.
  */
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
@@ -118,20 +116,6 @@ export interface OutboundSink {
   readonly queuedBytes: number;
   onDrain(listener: () => void): void;
   end(): void;
-}
-
-/** TCP and TLS: the socket itself; its own cork turns a packet's chunks into one writev. */
-export function socketSink(socket: Duplex): OutboundSink {
-  return {
-    write: (data) => socket.write(data),
-    cork: () => socket.cork(),
-    uncork: () => socket.uncork(),
-    get queuedBytes() {
-      return socket.writableLength;
-    },
-    onDrain: (listener) => socket.on('drain', listener),
-    end: () => socket.end(),
-  };
 }
 
 /** What the WebSocket sink needs of a `ws` WebSocket. */
