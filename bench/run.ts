@@ -5,7 +5,7 @@
  *
  * Budget: full ≈ 6–10 min, `--quick` ≈ 2 min. Where a target is missed, the scenario is re-run
  * briefly with the bridge under `--cpu-prof` and the profile's top self-time is added to the report.
- * The spool benchmarks owned elsewhere (bench/spool.ts, bench/spool-ingest.ts) run with `--spool`.
+ * The spool engine benchmark (bench/spool.ts) runs in a full run, or with `--spool`.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,12 +17,29 @@ import type { BenchContext, Scenario, ScenarioResult } from './lib/context.js';
 import { summarizeProfileDir } from './lib/profile.js';
 import { evaluateTargets, machine, markdown, type Report, svgChart, withRatios } from './lib/report.js';
 import { nodeScript, pinning, versions } from './lib/suts.js';
+import { scaleFanout } from './scale-fanout.js';
 import { idle, storm } from './scenarios/connections.js';
 import { ingest } from './scenarios/ingest.js';
 import { liveFanout } from './scenarios/live-fanout.js';
 import { mqttFanout } from './scenarios/mqtt-fanout.js';
+import { spoolIngest } from './spool-ingest.js';
 
-export const SCENARIOS: readonly Scenario[] = [ingest, mqttFanout, liveFanout, idle, storm];
+/** Issue 9: `/live` fan-out with one instance and with three on Redis (bench/scale-fanout.ts). */
+const liveFanoutScale: Scenario = {
+  name: 'live-fanout-scale',
+  description: '/live fan-out across instances on Redis: device-to-browser latency with 1 and 3 bridges',
+  run: (ctx) => scaleFanout(ctx),
+};
+
+export const SCENARIOS: readonly Scenario[] = [
+  ingest,
+  spoolIngest,
+  mqttFanout,
+  liveFanout,
+  liveFanoutScale,
+  idle,
+  storm,
+];
 
 export interface BenchOptions {
   /** Scenario names; default all. */
@@ -30,7 +47,10 @@ export interface BenchOptions {
   readonly quick?: boolean;
   /** Re-run missed targets' scenarios with the bridge profiled (default: true, false with `quick`). */
   readonly profile?: boolean;
-  /** Also run the spool benchmarks (bench/spool.ts, bench/spool-ingest.ts) and keep their output. */
+  /**
+   * Also run the spool engine benchmark (bench/spool.ts) and keep its output (ingest with the spool
+   * on and off is the `spool-ingest` scenario). Default: on in a full run, off with `quick`.
+   */
   readonly spool?: boolean;
   /** Directory for the results; default bench/results in the repository. */
   readonly outDir?: string;
@@ -101,9 +121,7 @@ export async function runBench(options: BenchOptions = {}): Promise<Report> {
   }
 
   const extras: Record<string, unknown> = {};
-  if (options.spool) extras['spool'] = runSpoolBenches(log);
-  // Issue 9 point 6 (fan-out with 1 instance and 3 over Redis) plugs in here: liveFanout.run(ctx,
-  // { instances: 3, redisUrl }) with a redis-server started like the other services.
+  if (options.spool ?? !quick) extras['spool'] = runSpoolBenches(log);
 
   const report: Report = {
     date: new Date().toISOString(),
@@ -129,10 +147,10 @@ export async function runBench(options: BenchOptions = {}): Promise<Report> {
   return report;
 }
 
-/** Runs the spool benchmarks owned by the storage work, as they are, and keeps their output. */
+/** Runs the spool engine benchmark (bench/spool.ts) as it is, and keeps its output. */
 function runSpoolBenches(log: (m: string) => void): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const name of ['bench/spool', 'bench/spool-ingest']) {
+  for (const name of ['bench/spool']) {
     const args = nodeScript(name);
     const file = args[args.length - 1]!;
     if (!existsSync(file)) {
@@ -153,7 +171,7 @@ function runSpoolBenches(log: (m: string) => void): Record<string, string> {
   return out;
 }
 
-/** Command-line entry: `node dist/bench/run.js [--quick] [--scenarios a,b] [--no-profile] [--spool]`. */
+/** Command-line entry: `node dist/bench/run.js [--quick] [--scenarios a,b] [--no-profile] [--[no-]spool]`. */
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const i = argv.indexOf('--scenarios');
   const list =
@@ -165,7 +183,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       : argv.includes('--profile')
         ? { profile: true }
         : {}),
-    spool: argv.includes('--spool'),
+    ...(argv.includes('--spool') ? { spool: true } : argv.includes('--no-spool') ? { spool: false } : {}),
     ...(list
       ? {
           scenarios: list

@@ -12,18 +12,19 @@ export function registerBenchCommand(program: Command): void {
     )
     .option(
       '--scenarios <names>',
-      'comma-separated: ingest, mqtt-fanout, live-fanout, idle, storm (default: all)',
+      'comma-separated: ingest, spool-ingest, mqtt-fanout, live-fanout, live-fanout-scale, idle, storm (default: all)',
     )
     .option('--quick', 'shorter runs and fewer connections')
     .option('--profile', 're-run missed targets under --cpu-prof (default unless --quick)')
     .option('--no-profile', 'do not re-run missed targets under --cpu-prof')
-    .option('--spool', 'also run the spool benchmarks (bench/spool.ts, bench/spool-ingest.ts)')
+    .option('--spool', 'run the spool engine benchmark (bench/spool.ts) also with --quick')
+    .option('--no-spool', 'skip the spool engine benchmark in a full run')
     .action(async (opts: { scenarios?: string; quick?: boolean; profile?: boolean; spool?: boolean }) => {
       const { runBench } = await import('../../bench/run.js');
       await runBench({
         quick: opts.quick === true,
         ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
-        spool: opts.spool === true,
+        ...(opts.spool !== undefined ? { spool: opts.spool } : {}),
         ...(opts.scenarios ? { scenarios: opts.scenarios.split(',').map((s) => s.trim()) } : {}),
       });
     });
