@@ -53,7 +53,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
   const schemas = loadSchemas(config.schemas, config.schemaDir);
   const registry = await Registry.open(config.dataDir);
   const tokens = await openTokenService(config.dataDir);
-  const storage = await openStorage({ config, log: log.child({ module: 'storage' }), metrics });
+  const storage = await openStorage({ config, log, metrics }); // names its own module in the log
   if (!storage) log.info('storage off: INFLUX_URL is not set; readings are streamed live but not stored');
   // Cluster mode (REDIS_URL): relay, MQTT sessions and the live stream on Redis; the spool stays local.
   let cluster: ClusterMode | undefined;
