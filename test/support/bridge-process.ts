@@ -42,7 +42,8 @@ export function bridgeCommand(): { command: string; args: string[]; built: boole
     const root = repoRoot();
     cachedCommand = distIsFresh(root)
       ? { args: [join(root, 'dist', 'src', 'main.js')], built: true }
-      : { args: ['--import', 'tsx', join(root, 'src', 'main.ts')], built: false };
+      : // tsx by its absolute URL: the child's working directory is a temporary one.
+        { args: ['--import', import.meta.resolve('tsx'), join(root, 'src', 'main.ts')], built: false };
   }
   return { command: process.execPath, ...cachedCommand };
 }
