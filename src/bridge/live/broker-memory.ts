@@ -5,8 +5,8 @@
  * positions are contiguous, finding a cursor in it is arithmetic.
  */
 import { randomBytes } from 'node:crypto';
-import type { LiveBroker, LiveEvent, PublishInput } from './broker.js';
-import { type FeedPattern, feedName, patternMatches } from './feeds.js';
+import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
+import { type FeedPattern, feedName } from './feeds.js';
 
 export interface MemoryBrokerOptions {
   /** Events kept for resume (BRIDGE_LIVE_HISTORY). */
@@ -91,22 +91,7 @@ export class MemoryLiveBroker implements LiveBroker {
   }
 
   latest(patterns: readonly FeedPattern[]): LiveEvent[] {
-    const out: MemoryEvent[] = [];
-    const exact = patterns.every((p) => p.kind !== undefined && p.device !== undefined);
-    if (exact) {
-      const seen = new Set<string>();
-      for (const p of patterns) {
-        const feed = feedName(p.kind!, p.device!);
-        const event = this.latestByFeed.get(feed);
-        if (event && !seen.has(feed)) out.push(event);
-        seen.add(feed);
-      }
-    } else {
-      for (const event of this.latestByFeed.values()) {
-        if (patterns.some((p) => patternMatches(p, event.kind, event.device))) out.push(event);
-      }
-    }
-    return out.sort((a, b) => a.position - b.position);
+    return latestMatching(this.latestByFeed, patterns).sort((a, b) => a.position - b.position);
   }
 
   onMessage(listener: (event: LiveEvent) => void): () => void {

@@ -26,8 +26,8 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
 import type { RedisHealth } from '../../redis.js';
-import type { LiveBroker, LiveEvent, PublishInput } from './broker.js';
-import { type FeedKind, type FeedPattern, feedName, patternMatches } from './feeds.js';
+import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
+import { type FeedKind, type FeedPattern, feedName } from './feeds.js';
 
 export interface RedisBrokerOptions {
   readonly url: string;
@@ -228,22 +228,7 @@ export class RedisLiveBroker implements LiveBroker {
   }
 
   latest(patterns: readonly FeedPattern[]): LiveEvent[] {
-    const out: StreamEvent[] = [];
-    const exact = patterns.every((p) => p.kind !== undefined && p.device !== undefined);
-    if (exact) {
-      const seen = new Set<string>();
-      for (const p of patterns) {
-        const feed = feedName(p.kind!, p.device!);
-        const event = this.latestByFeed.get(feed);
-        if (event && !seen.has(feed)) out.push(event);
-        seen.add(feed);
-      }
-    } else {
-      for (const event of this.latestByFeed.values()) {
-        if (patterns.some((p) => patternMatches(p, event.kind, event.device))) out.push(event);
-      }
-    }
-    return out.sort((a, b) => compareIds(a.id, b.id));
+    return latestMatching(this.latestByFeed, patterns).sort((a, b) => compareIds(a.id, b.id));
   }
 
   onMessage(listener: (event: LiveEvent) => void): () => void {

@@ -8,7 +8,7 @@
  * listener later receives the same `LiveEvent` (same bytes) in cursor order. An event is in `after()`
  * and `latest()` before any listener sees it.
  */
-import type { FeedKind, FeedPattern } from './feeds.js';
+import { type FeedKind, type FeedPattern, feedName, patternMatches } from './feeds.js';
 
 /** One message as streamed: built once, sent as-is to every client. */
 export interface LiveEvent {
@@ -48,4 +48,30 @@ export interface LiveBroker {
   /** Registers a listener for every published event; returns the unsubscribe function. */
   onMessage(listener: (event: LiveEvent) => void): () => void;
   close(): Promise<void>;
+}
+
+/**
+ * The latest event of every feed matching one of `patterns`, from a broker's feed → event map, for
+ * snapshots (unsorted; each broker orders them by its cursor). Exact patterns are looked up, others
+ * scanned.
+ */
+export function latestMatching<E extends { readonly kind: FeedKind; readonly device: string }>(
+  latestByFeed: ReadonlyMap<string, E>,
+  patterns: readonly FeedPattern[],
+): E[] {
+  const out: E[] = [];
+  if (patterns.every((p) => p.kind !== undefined && p.device !== undefined)) {
+    const seen = new Set<string>();
+    for (const p of patterns) {
+      const feed = feedName(p.kind!, p.device!);
+      const event = latestByFeed.get(feed);
+      if (event && !seen.has(feed)) out.push(event);
+      seen.add(feed);
+    }
+    return out;
+  }
+  for (const event of latestByFeed.values()) {
+    if (patterns.some((p) => patternMatches(p, event.kind, event.device))) out.push(event);
+  }
+  return out;
 }
