@@ -18,11 +18,17 @@
  */
 import { Console } from 'node:console';
 import { rmSync } from 'node:fs';
-import { Registry } from '../src/broker/registry.js';
 import { type InfluxdServer, startInfluxd } from '../test/support/influx.js';
 import { freePort, tempDir } from '../test/support/services.js';
 import type { Transport } from './lib/conn.js';
-import { type BenchContext, type Scenario, type ScenarioResult, sleep, until } from './lib/context.js';
+import {
+  type BenchContext,
+  provisionDevices,
+  type Scenario,
+  type ScenarioResult,
+  sleep,
+  until,
+} from './lib/context.js';
 import { Generator, slices } from './lib/generator.js';
 import { generatorCpu, ProcMonitor, round, summarize } from './lib/stats.js';
 import { pinning, startBridgeSut } from './lib/suts.js';
@@ -51,13 +57,8 @@ export const spoolIngest: Scenario = {
     const results: ScenarioResult[] = [];
     try {
       const most = Math.max(...loads.map((l) => l.devices));
-      ctx.log(`spool-ingest: provisioning ${most} devices (scrypt each)`);
-      const registry = await Registry.open(dataDir);
-      const creds: { id: string; password: string }[] = [];
-      for (let i = 0; i < most; i++) {
-        const id = `spool-${i}`;
-        creds.push({ id, password: await registry.addDevice(id) });
-      }
+      ctx.log(`spool-ingest: provisioning ${most} devices`);
+      const creds = await provisionDevices(dataDir, 'spool-', most);
       for (const load of loads) {
         for (const spool of [true, false]) {
           results.push(

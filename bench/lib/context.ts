@@ -53,6 +53,19 @@ export interface Scenario {
 
 export { sleep };
 
+/** Creates `count` devices `<prefix><i>` in a data dir's registry (one batch) and returns their credentials. */
+export async function provisionDevices(
+  dataDir: string,
+  prefix: string,
+  count: number,
+): Promise<{ id: string; password: string }[]> {
+  const { Registry } = await import('../../src/broker/registry.js');
+  const registry = await Registry.open(dataDir);
+  const ids = Array.from({ length: count }, (_, i) => `${prefix}${i}`);
+  const secrets = await registry.addDevices(ids);
+  return ids.map((id) => ({ id, password: secrets.get(id)! }));
+}
+
 /** Polls until `check()` is true or `timeoutMs` passed; returns whether it became true. */
 export async function until(
   check: () => boolean | Promise<boolean>,

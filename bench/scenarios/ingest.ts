@@ -6,12 +6,12 @@
  * Aedes (the target: bridge ≥ 1.0×) and Mosquitto, which only acknowledge.
  */
 import { rmSync } from 'node:fs';
-import { Registry } from '../../src/broker/registry.js';
 import { type InfluxdServer, startInfluxd } from '../../test/support/influx.js';
 import { freePort, tempDir } from '../../test/support/services.js';
 import type { Transport } from '../lib/conn.js';
 import {
   type BenchContext,
+  provisionDevices,
   type Scenario,
   type ScenarioOptions,
   type ScenarioResult,
@@ -38,13 +38,8 @@ export const ingest: Scenario = {
     const dataDir = tempDir('bench-ingest');
     const results: ScenarioResult[] = [];
     try {
-      ctx.log(`ingest: provisioning ${devices} devices (scrypt each)`);
-      const registry = await Registry.open(dataDir);
-      const creds: { id: string; password: string }[] = [];
-      for (let i = 0; i < devices; i++) {
-        const id = `ing-${i}`;
-        creds.push({ id, password: await registry.addDevice(id) });
-      }
+      ctx.log(`ingest: provisioning ${devices} devices`);
+      const creds = await provisionDevices(dataDir, 'ing-', devices);
       const transports: Transport[] = ['tcp', 'ws'];
       const suts = options.profileDir ? (['bridge'] as const) : (['bridge', 'aedes', 'mosquitto'] as const);
       for (const transport of transports) {
