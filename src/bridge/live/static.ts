@@ -12,12 +12,11 @@
  * - Files are read asynchronously, at most `MAX_FILE_BYTES` each.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, extname, join, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { projectRoot } from '../../paths.js';
 
 /** The URL prefix of every dashboard asset. */
 export const ASSET_PREFIX = '/assets/';
@@ -57,14 +56,9 @@ export interface DashboardRoots {
   readonly uplotDir: string | undefined;
 }
 
-/** Finds the package root (the folder with package.json and web/index.html) above this module. */
+/** The package's own folders (the same from src/ through tsx and from dist/). */
 export function defaultRoots(): DashboardRoots {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  // src/bridge/live (tsx) or dist/src/bridge/live (compiled): the root is 3 or 4 levels up.
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'web', 'index.html'))) break;
-    dir = dirname(dir);
-  }
+  const dir = projectRoot();
   let uplotDir: string | undefined;
   try {
     uplotDir = join(dirname(createRequire(import.meta.url).resolve('uplot/package.json')), 'dist');
