@@ -2,35 +2,27 @@
 #
 # telebridge container image: `docker build -t telebridge .`
 #
-# Stage 1 compiles TypeScript and the one native module (better-sqlite3: no prebuilt binary is
-# assumed, so the toolchain is here and only here). Stage 2 gets the pruned production
-# node_modules, the compiled output and the files read at run time — no compiler, no dev
-# dependencies, no sources. Both stages use the same base image, so the native module's ABI matches.
+# Stage 1 compiles TypeScript (the runtime has no native module; better-sqlite3 is a dev dependency
+# of the spool benchmark only). Stage 2 gets the pruned production node_modules, the compiled output
+# and the files read at run time — no compiler, no dev dependencies, no sources.
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 make g++ \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-# --ignore-scripts: `prepare` would build before the sources are here; native modules are then
-# built explicitly (node-gyp uses the toolchain above when no prebuilt binary can be fetched).
-RUN npm ci --ignore-scripts --no-audit --no-fund \
- && npm rebuild better-sqlite3
+# --ignore-scripts: `prepare` would build before the sources are here.
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 COPY bin ./bin
 COPY web ./web
 COPY firmware-sim ./firmware-sim
 COPY bench ./bench
-# uPlot is a dev dependency (bundled into nothing; the dashboard page loads it from node_modules at
-# run time): kept across the prune.
+# The build type-checks the whole project; the benchmarks import the tests' service helpers.
+COPY test ./test
 RUN npm run build \
- && cp -r node_modules/uplot /tmp/uplot \
- && npm prune --omit=dev --no-audit --no-fund \
- && mv /tmp/uplot node_modules/uplot
+ && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
