@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
 import { type FeedPattern, feedName } from './feeds.js';
+import { eventJson, HistoryRing, rememberLatest } from './history.js';
 
 export interface MemoryBrokerOptions {
   /** Events kept for resume (BRIDGE_LIVE_HISTORY). */
@@ -44,16 +45,13 @@ class MemoryEvent implements LiveEvent {
 export class MemoryLiveBroker implements LiveBroker {
   readonly epoch = Date.now().toString(36) + randomBytes(3).toString('hex');
   private position = 0;
-  private readonly ring: (MemoryEvent | undefined)[];
-  private head = 0; // index of the oldest event
-  private size = 0;
-  private bytes = 0;
+  private readonly history: HistoryRing<MemoryEvent>;
   private readonly latestByFeed = new Map<string, MemoryEvent>();
   private readonly listeners = new Set<(event: LiveEvent) => void>();
   private readonly maxFeeds: number;
 
-  constructor(private readonly options: MemoryBrokerOptions) {
-    this.ring = new Array(options.historyCount);
+  constructor(options: MemoryBrokerOptions) {
+    this.history = new HistoryRing(options.historyCount, options.historyBytes);
     this.maxFeeds = options.maxFeeds ?? 200_000;
   }
 
@@ -61,18 +59,10 @@ export class MemoryLiveBroker implements LiveBroker {
     const position = ++this.position;
     const cursor = `${this.epoch}-${position}`;
     const feed = feedName(input.kind, input.device);
-    const head = JSON.stringify({ type: input.kind, feed, device: input.device, cursor });
-    const body = JSON.stringify(input.body);
-    const json = Buffer.from(body === '{}' ? head : `${head.slice(0, -1)},${body.slice(1)}`);
+    const json = eventJson(input.kind, feed, input.device, cursor, JSON.stringify(input.body));
     const event = new MemoryEvent(input.kind, input.device, feed, cursor, position, input.time, json);
-    this.append(event);
-    // Delete then set: Map order stays least-recently-updated first, for eviction.
-    this.latestByFeed.delete(feed);
-    this.latestByFeed.set(feed, event);
-    if (this.latestByFeed.size > this.maxFeeds) {
-      const oldest = this.latestByFeed.keys().next().value;
-      if (oldest !== undefined) this.latestByFeed.delete(oldest);
-    }
+    this.history.push(event);
+    rememberLatest(this.latestByFeed, feed, event, this.maxFeeds);
     for (const listener of this.listeners) listener(event);
   }
 
@@ -80,13 +70,11 @@ export class MemoryLiveBroker implements LiveBroker {
     const match = CURSOR_RE.exec(since);
     if (!match || match[1] !== this.epoch) return 'gap';
     const from = Number(match[2]);
-    const first = this.position - this.size + 1; // position of the oldest event kept
+    const first = this.position - this.history.size + 1; // position of the oldest event kept
     if (from > this.position || from < first - 1) return 'gap';
     const out: LiveEvent[] = [];
-    const capacity = this.ring.length;
-    for (let p = from + 1; p <= this.position && out.length < limit; p++) {
-      out.push(this.ring[(this.head + (p - first)) % capacity]!);
-    }
+    for (let p = from + 1; p <= this.position && out.length < limit; p++)
+      out.push(this.history.at(p - first));
     return out;
   }
 
@@ -105,23 +93,6 @@ export class MemoryLiveBroker implements LiveBroker {
 
   /** Events and bytes held in the history (for tests and metrics). */
   historyStats(): { count: number; bytes: number } {
-    return { count: this.size, bytes: this.bytes };
-  }
-
-  private append(event: MemoryEvent): void {
-    const capacity = this.ring.length;
-    if (this.size === capacity) this.evictOldest();
-    this.ring[(this.head + this.size) % capacity] = event;
-    this.size++;
-    this.bytes += event.json.length;
-    while (this.bytes > this.options.historyBytes && this.size > 1) this.evictOldest();
-  }
-
-  private evictOldest(): void {
-    const event = this.ring[this.head]!;
-    this.ring[this.head] = undefined;
-    this.head = (this.head + 1) % this.ring.length;
-    this.size--;
-    this.bytes -= event.json.length;
+    return { count: this.history.size, bytes: this.history.bytes };
   }
 }

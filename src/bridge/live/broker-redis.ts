@@ -28,6 +28,7 @@ import type { Logger } from '../../log.js';
 import type { RedisHealth } from '../../redis.js';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
 import { type FeedKind, type FeedPattern, feedName } from './feeds.js';
+import { eventJson, HistoryRing, rememberLatest } from './history.js';
 
 export interface RedisBrokerOptions {
   readonly url: string;
@@ -104,8 +105,7 @@ function decodeEntry(id: string, entry: string): StreamEvent | undefined {
   const [kind, device, time, body] = parts as [string, string, string, string];
   if (kind !== 'telemetry' && kind !== 'status') return undefined;
   const feed = feedName(kind, device);
-  const head = JSON.stringify({ type: kind, feed, device, cursor: id });
-  const json = Buffer.from(body === '{}' ? head : `${head.slice(0, -1)},${body.slice(1)}`);
+  const json = eventJson(kind, feed, device, id, body);
   return new StreamEvent(kind, device, feed, id, parsed, 0, Number(time), json);
 }
 
@@ -125,10 +125,7 @@ export class RedisLiveBroker implements LiveBroker {
   private readonly streamKey: string;
   private readonly latestKey: string;
   private readonly maxFeeds: number;
-  private readonly ring: (StreamEvent | undefined)[];
-  private head = 0;
-  private size = 0;
-  private bytes = 0;
+  private readonly history: HistoryRing<StreamEvent>;
   /** The newest event evicted from the window: a cursor equal to it still resumes exactly. */
   private floor: StreamId | undefined;
   private lastId = '0-0';
@@ -149,7 +146,9 @@ export class RedisLiveBroker implements LiveBroker {
     this.streamKey = `${prefix}:stream`;
     this.latestKey = `${prefix}:latest`;
     this.maxFeeds = options.maxFeeds ?? 200_000;
-    this.ring = new Array(options.historyCount);
+    this.history = new HistoryRing<StreamEvent>(options.historyCount, options.historyBytes, (event) => {
+      this.floor = event.id;
+    });
   }
 
   /**
@@ -201,9 +200,9 @@ export class RedisLiveBroker implements LiveBroker {
   after(since: string, limit: number): readonly LiveEvent[] | 'gap' {
     const cursor = parseId(since);
     if (!cursor) return 'gap';
-    if (this.size === 0) return this.floor && compareIds(cursor, this.floor) === 0 ? [] : 'gap';
-    const newest = this.at(this.size - 1);
-    const oldest = this.at(0);
+    if (this.history.size === 0) return this.floor && compareIds(cursor, this.floor) === 0 ? [] : 'gap';
+    const newest = this.history.at(this.history.size - 1);
+    const oldest = this.history.at(0);
     const toNewest = compareIds(cursor, newest.id);
     if (toNewest > 0) return 'gap'; // ahead of this instance's reader: see the header
     if (toNewest === 0) return [];
@@ -214,16 +213,16 @@ export class RedisLiveBroker implements LiveBroker {
     } else {
       // First index whose id is greater than the cursor.
       let lo = 0;
-      let hi = this.size - 1;
+      let hi = this.history.size - 1;
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
-        if (compareIds(this.at(mid).id, cursor) > 0) hi = mid;
+        if (compareIds(this.history.at(mid).id, cursor) > 0) hi = mid;
         else lo = mid + 1;
       }
       from = lo;
     }
     const out: LiveEvent[] = [];
-    for (let i = from; i < this.size && out.length < limit; i++) out.push(this.at(i));
+    for (let i = from; i < this.history.size && out.length < limit; i++) out.push(this.history.at(i));
     return out;
   }
 
@@ -247,11 +246,7 @@ export class RedisLiveBroker implements LiveBroker {
 
   /** Events and bytes held in the local window (for tests and metrics). */
   historyStats(): { count: number; bytes: number } {
-    return { count: this.size, bytes: this.bytes };
-  }
-
-  private at(index: number): StreamEvent {
-    return this.ring[(this.head + index) % this.ring.length]!;
+    return { count: this.history.size, bytes: this.history.bytes };
   }
 
   /** The latest state of every feed (hash) and the stream's tail (window), merged in stream order. */
@@ -276,9 +271,9 @@ export class RedisLiveBroker implements LiveBroker {
     const all = [...byId.values()].sort((a, b) => compareIds(a.id, b.id));
     for (const event of all) {
       event.position = ++this.position;
-      this.setLatest(event);
+      rememberLatest(this.latestByFeed, event.feed, event, this.maxFeeds);
     }
-    for (const id of windowIds) this.append(byId.get(id)!);
+    for (const id of windowIds) this.history.push(byId.get(id)!);
     const newest = windowIds.at(-1);
     if (newest) this.lastId = newest;
   }
@@ -315,7 +310,7 @@ export class RedisLiveBroker implements LiveBroker {
 
   /** After a reconnect: if the stream was trimmed past our last ID, the window has a hole. */
   private async checkContinuity(): Promise<void> {
-    if (this.size === 0) return;
+    if (this.history.size === 0) return;
     const first = await this.reader.xrange(this.streamKey, '-', '+', 'COUNT', 1);
     const firstId = first[0] ? parseId(first[0][0]) : undefined;
     const last = parseId(this.lastId);
@@ -324,7 +319,7 @@ export class RedisLiveBroker implements LiveBroker {
       { lastId: this.lastId, firstId: first[0]![0] },
       'live: events were trimmed from the stream while Redis was unreachable; older cursors get a gap',
     );
-    while (this.size > 0) this.evictOldest();
+    this.history.clear();
     this.floor = undefined;
   }
 
@@ -333,37 +328,9 @@ export class RedisLiveBroker implements LiveBroker {
     const event = decodeEntry(id, fieldValue(fields));
     if (!event) return;
     event.position = ++this.position;
-    this.append(event);
-    this.setLatest(event);
+    this.history.push(event);
+    rememberLatest(this.latestByFeed, event.feed, event, this.maxFeeds);
     for (const listener of this.listeners) listener(event);
-  }
-
-  private setLatest(event: StreamEvent): void {
-    // Delete then set: Map order stays least-recently-updated first, for eviction.
-    this.latestByFeed.delete(event.feed);
-    this.latestByFeed.set(event.feed, event);
-    if (this.latestByFeed.size > this.maxFeeds) {
-      const oldest = this.latestByFeed.keys().next().value;
-      if (oldest !== undefined) this.latestByFeed.delete(oldest);
-    }
-  }
-
-  private append(event: StreamEvent): void {
-    const capacity = this.ring.length;
-    if (this.size === capacity) this.evictOldest();
-    this.ring[(this.head + this.size) % capacity] = event;
-    this.size++;
-    this.bytes += event.json.length;
-    while (this.bytes > this.options.historyBytes && this.size > 1) this.evictOldest();
-  }
-
-  private evictOldest(): void {
-    const event = this.ring[this.head]!;
-    this.ring[this.head] = undefined;
-    this.head = (this.head + 1) % this.ring.length;
-    this.size--;
-    this.bytes -= event.json.length;
-    this.floor = event.id;
   }
 
   private drop(err: Error | undefined): void {
