@@ -12,17 +12,11 @@
 import { rmSync } from 'node:fs';
 import { openTokenService } from '../../src/auth/tokens.js';
 import { freePort, tempDir } from '../../test/support/services.js';
-import {
-  type BenchContext,
-  type Scenario,
-  type ScenarioOptions,
-  type ScenarioResult,
-  sleep,
-  until,
-} from '../lib/context.js';
+import type { BenchContext, Scenario, ScenarioOptions, ScenarioResult } from '../lib/context.js';
+import { measureFanout } from '../lib/fanout.js';
 import type { WorkerTask } from '../lib/gen-worker.js';
 import { Generator } from '../lib/generator.js';
-import { generatorCpu, ProcMonitor, round, summarize } from '../lib/stats.js';
+import { round } from '../lib/stats.js';
 import { type Sut, startBridgeSut, startSocketIoSut } from '../lib/suts.js';
 
 const BROWSERS = 1000;
@@ -150,26 +144,10 @@ async function runOne(
   const browsers = await Generator.spawn(browserTasks);
   const devices = await Generator.spawn([deviceTask]);
   const browserCount = browserTasks.reduce((n, t) => n + ('count' in t ? t.count : 0), 0);
-  const mon = new ProcMonitor(sut.pid).begin();
-  const genCpu = generatorCpu();
-  const t0 = performance.now();
-  browsers.start();
-  devices.start();
-  await sleep(seconds * 1000);
-  const [dev] = await devices.stop();
-  const sent = dev?.sent ?? 0;
-  const expected = sent * browserCount;
-  const drained = await until(async () => (await browsers.progress()) >= expected, 20_000, 200);
-  const wall = (performance.now() - t0) / 1000;
-  const parts = await browsers.stop();
-  const gcpu = genCpu();
-  const usage = mon.end();
-  await devices.close();
-  await browsers.close();
-  const received = parts.reduce((n, p) => n + (p.received ?? 0), 0);
-  const latency = summarize(parts.flatMap((p) => (p.latency ? [p.latency] : [])));
+  const { sent, expected, received, drained, wallSeconds, latency, usage, generatorCpuPercent } =
+    await measureFanout(sut.pid, browsers, devices, seconds, browserCount);
   ctx.log(
-    `live-fanout ${name}: ${received}/${expected} delivered, p50 ${latency.p50} p99 ${latency.p99} max ${latency.max} ms, SUT CPU ${usage.cpuPercent}%, generator ${gcpu.cpuPercent}%`,
+    `live-fanout ${name}: ${received}/${expected} delivered, p50 ${latency.p50} p99 ${latency.p99} max ${latency.max} ms, SUT CPU ${usage.cpuPercent}%, generator ${generatorCpuPercent}%`,
   );
   return {
     group: 'live-fanout',
@@ -177,10 +155,10 @@ async function runOne(
     baseline: 'socketio',
     primary: { name: 'p99 ms', value: latency.p99, unit: 'ms', better: 'lower' },
     params: { browsers: browserCount, devices: DEVICES, rate: RATE, seconds, instances },
-    throughput: { value: round(received / wall, 0), unit: 'messages/s' },
+    throughput: { value: round(received / wallSeconds, 0), unit: 'messages/s' },
     latencyMs: latency,
     sutUsage: usage,
-    generatorCpuPercent: gcpu.cpuPercent,
+    generatorCpuPercent,
     extra: {
       sent,
       expected,

@@ -8,16 +8,10 @@
 import { rmSync } from 'node:fs';
 import { freePort, tempDir } from '../../test/support/services.js';
 import type { Transport } from '../lib/conn.js';
-import {
-  type BenchContext,
-  type Scenario,
-  type ScenarioOptions,
-  type ScenarioResult,
-  sleep,
-  until,
-} from '../lib/context.js';
+import type { BenchContext, Scenario, ScenarioOptions, ScenarioResult } from '../lib/context.js';
+import { measureFanout } from '../lib/fanout.js';
 import { Generator, slices } from '../lib/generator.js';
-import { generatorCpu, ProcMonitor, round, summarize } from '../lib/stats.js';
+import { round } from '../lib/stats.js';
 import { type Sut, startAedesSut, startBridgeSut, startMosquittoSut } from '../lib/suts.js';
 
 const SUBSCRIBERS = 500;
@@ -76,28 +70,10 @@ async function runOne(ctx: BenchContext, sut: Sut, seconds: number): Promise<Sce
   const pub = await Generator.spawn([
     { task: 'rate', transport: TRANSPORT, target, devices: [DEVICE], rate: RATE },
   ]);
-  const mon = new ProcMonitor(sut.pid).begin();
-  const genCpu = generatorCpu();
-  const t0 = performance.now();
-  subs.start();
-  pub.start();
-  await sleep(seconds * 1000);
-  const [pubResult] = await pub.stop();
-  const sent = pubResult?.sent ?? 0;
-  const expected = sent * SUBSCRIBERS;
-  // Wait for the tail: a broker seconds behind must show it in the latency, not lose it.
-  const drained = await until(async () => (await subs.progress()) >= expected, 20_000, 200);
-  const wall = (performance.now() - t0) / 1000;
-  const parts = await subs.stop();
-  const gcpu = genCpu();
-  const usage = mon.end();
-  await pub.close();
-  await subs.close();
-  const received = parts.reduce((n, p) => n + (p.received ?? 0), 0);
-  const latency = summarize(parts.flatMap((p) => (p.latency ? [p.latency] : [])));
-  const rate = round(received / wall, 0);
+  const { sent, expected, received, drained, wallSeconds, latency, usage, generatorCpuPercent } =
+    await measureFanout(sut.pid, subs, pub, seconds, SUBSCRIBERS);
   ctx.log(
-    `mqtt-fanout ${sut.name}: ${received}/${expected} delivered, p50 ${latency.p50} p99 ${latency.p99} max ${latency.max} ms, SUT CPU ${usage.cpuPercent}%, generator ${gcpu.cpuPercent}%`,
+    `mqtt-fanout ${sut.name}: ${received}/${expected} delivered, p50 ${latency.p50} p99 ${latency.p99} max ${latency.max} ms, SUT CPU ${usage.cpuPercent}%, generator ${generatorCpuPercent}%`,
   );
   return {
     group: 'mqtt-fanout',
@@ -105,10 +81,10 @@ async function runOne(ctx: BenchContext, sut: Sut, seconds: number): Promise<Sce
     baseline: 'mosquitto',
     primary: { name: 'p99 ms', value: latency.p99, unit: 'ms', better: 'lower' },
     params: { transport: TRANSPORT, subscribers: SUBSCRIBERS, rate: RATE, seconds },
-    throughput: { value: rate, unit: 'deliveries/s' },
+    throughput: { value: round(received / wallSeconds, 0), unit: 'deliveries/s' },
     latencyMs: latency,
     sutUsage: usage,
-    generatorCpuPercent: gcpu.cpuPercent,
+    generatorCpuPercent,
     extra: {
       sent,
       expected,
