@@ -13,6 +13,7 @@ import type { MqttClient } from 'mqtt';
 import {
   decodeRejection,
   encodeTelemetry,
+  makeCertificate,
   publishAcked,
   startTestBridge,
   subackCodes,
@@ -169,47 +170,15 @@ describe('mutual TLS', () => {
         '-out',
         cert,
       );
-    } else {
-      openssl(
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        `/CN=${cn}`,
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      );
+      return { key: readFileSync(key), cert: readFileSync(cert) };
     }
-    return { key: readFileSync(key), cert: readFileSync(cert) };
+    const own = makeCertificate(dir, { cn, name: `${cn}-self` });
+    return { key: readFileSync(own.key), cert: readFileSync(own.cert) };
   }
 
   before(async () => {
     dir = tempDir('mtls');
-    openssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=telebridge test CA',
-      '-keyout',
-      join(dir, 'ca.key'),
-      '-out',
-      join(dir, 'ca.pem'),
-    );
+    makeCertificate(dir, { cn: 'telebridge test CA', name: 'ca' });
     t = await startTestBridge({ BRIDGE_TLS_CA: join(dir, 'ca.pem') }, { tls: true });
     await t.addDevice('mtls-1');
   });

@@ -50,10 +50,18 @@ export interface TestBridge {
   close(): Promise<void>;
 }
 
-/** A self-signed certificate for 127.0.0.1/localhost, made with openssl at test time. */
-export function makeCertificate(dir: string): { cert: string; key: string } {
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
+/**
+ * A self-signed certificate (EC P-256, 2 days), made with openssl at test time: by default the
+ * server's, for 127.0.0.1/localhost; `cn` and `name` make others (a test CA, a client).
+ */
+export function makeCertificate(
+  dir: string,
+  options: { cn?: string; name?: string; san?: string | false } = {},
+): { cert: string; key: string } {
+  const name = options.name ?? '';
+  const cert = join(dir, name ? `${name}.pem` : 'cert.pem');
+  const key = join(dir, name ? `${name}.key` : 'key.pem');
+  const san = options.san ?? (options.cn ? false : 'subjectAltName=IP:127.0.0.1,DNS:localhost');
   execFileSync(
     'openssl',
     [
@@ -67,9 +75,8 @@ export function makeCertificate(dir: string): { cert: string; key: string } {
       '-days',
       '2',
       '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      `/CN=${options.cn ?? 'localhost'}`,
+      ...(san ? ['-addext', san] : []),
       '-keyout',
       key,
       '-out',
