@@ -14,10 +14,11 @@ import assert from 'node:assert/strict';
 import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { openTokenService } from '../src/auth/tokens.js';
 import { Registry } from '../src/broker/registry.js';
 import {
+  connectMqtt,
   encodeTelemetry,
   publishAcked,
   startTestBridge,
@@ -61,23 +62,8 @@ function env(): Record<string, string> {
   };
 }
 
-function connect(url: string, options: mqtt.IClientOptions): Promise<MqttClient> {
-  const client = mqtt.connect(url, {
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    ...options,
-  });
-  clients.push(client);
-  return new Promise((resolve, reject) => {
-    client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-    client.once('close', () => reject(new Error('closed before CONNACK')));
-  });
-}
+const connect = (url: string, options: IClientOptions) =>
+  connectMqtt(url, { connectTimeout: 5000, ...options }, clients);
 
 const device = (id: string, url: string) =>
   connect(url, { clientId: id, username: id, password: secrets.get(id)! });

@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../src/app.js';
 import { openTokenService } from '../src/auth/tokens.js';
 import { Registry } from '../src/broker/registry.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import {
+  connectMqtt,
   encodeTelemetry,
   publishAcked,
   startTestBridge,
@@ -45,18 +46,8 @@ let deviceSecret = '';
 let backendSecret = '';
 let token = '';
 
-function connect(port: number, options: mqtt.IClientOptions): Promise<MqttClient> {
-  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    ...options,
-  });
-  clients.push(client);
-  return new Promise((resolve, reject) => {
-    client.once('connect', () => resolve(client));
-    client.once('error', reject);
-  });
-}
+const connect = (port: number, options: IClientOptions) =>
+  connectMqtt(`mqtt://127.0.0.1:${port}`, options, clients);
 const seqOf = (payload: Buffer) => Number((Telemetry.decode(payload) as unknown as { seq: number }).seq);
 const sample = (seq: number) =>
   encodeTelemetry('dev-1', seq, [{ time_unix_ms: T0 + seq, values: { v: seq } }]);

@@ -139,22 +139,7 @@ export async function startTestBridge(
     connect(transport, opts) {
       if ((transport === 'tls' || transport === 'wss') && !secure)
         throw new Error('bridge started without tls');
-      const client = mqtt.connect(self.mqttUrl(transport), {
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-        connectTimeout: 10_000,
-        rejectUnauthorized: false,
-        ...opts,
-      });
-      clients.push(client);
-      return new Promise((resolve, reject) => {
-        client.once('connect', () => resolve(client));
-        client.once('error', (err) => {
-          client.end(true);
-          reject(err);
-        });
-        client.once('close', () => reject(new Error('connection closed before CONNACK')));
-      });
+      return connectMqtt(self.mqttUrl(transport), opts, clients);
     },
     async metric(name, labels = {}) {
       const metric = bridge.metrics.registry.getSingleMetric(name);
@@ -176,6 +161,29 @@ export async function startTestBridge(
     },
   };
   return self;
+}
+
+/**
+ * An MQTT 3.1.1 client without mqtt.js's own reconnect; resolves once CONNACK 0 arrived, rejects with
+ * the MQTT error otherwise. The client is added to `track` (for the test's clean-up) either way.
+ */
+export function connectMqtt(url: string, options: IClientOptions, track?: MqttClient[]): Promise<MqttClient> {
+  const client = mqtt.connect(url, {
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    rejectUnauthorized: false,
+    ...options,
+  });
+  track?.push(client);
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => resolve(client));
+    client.once('error', (err) => {
+      client.end(true);
+      reject(err);
+    });
+    client.once('close', () => reject(new Error('connection closed before CONNACK')));
+  });
 }
 
 /** Publishes QoS 1 and resolves on PUBACK. */
