@@ -326,7 +326,10 @@ export function loadConfig(environment: NodeJS.ProcessEnv = process.env): Config
   const input: Record<string, unknown> = {};
   for (const v of VARIABLES) {
     let node = input;
-    for (const key of v.path.slice(0, -1)) node = (node[key] ??= {}) as Record<string, unknown>;
+    for (const key of v.path.slice(0, -1)) {
+      node[key] ??= {};
+      node = node[key] as Record<string, unknown>;
+    }
     node[v.path.at(-1)!] = merged[v.name];
   }
   const parsed = configSchema.safeParse(input);
