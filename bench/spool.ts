@@ -17,7 +17,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
-import { DEFAULT_SPOOL_MEMORY_BYTES, Spool } from '../src/bridge/spool.js';
+import { DEFAULT_SPOOL_MEMORY_BYTES, Spool } from '../src/bridge/storage/spool.js';
 import { tempDir } from '../test/support/services.js';
 
 const SECONDS = Number(process.env['SECONDS_EACH'] ?? 3);

@@ -7,20 +7,21 @@ import { hostname } from 'node:os';
 import { openTokenService } from './auth/tokens.js';
 import { createLiveChannel } from './bridge/live/index.js';
 import type { LiveChannel } from './bridge/live/types.js';
-import { openStorage } from './bridge/open-storage.js';
+import { openStorage } from './bridge/storage/open-storage.js';
 import { Pipeline } from './bridge/pipeline.js';
-import { SelfMetrics } from './bridge/self-metrics.js';
+import { SelfMetrics } from './bridge/storage/self-metrics.js';
 import { type Broker, createBroker } from './broker/broker.js';
 import { ConnectionLimiter } from './broker/listeners/connection-limiter.js';
 import { type HttpRoutes, startHttpListener } from './broker/listeners/http.js';
 import { boundPort, closeServer } from './broker/listeners/listen.js';
+import { serveDashboard } from './broker/listeners/static.js';
 import { startMqttListener } from './broker/listeners/tcp.js';
-import { Registry } from './broker/registry.js';
+import { Registry } from './auth/registry.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { opsRoutes } from './ops.js';
-import { type ClusterMode, openClusterMode } from './redis.js';
+import { type ClusterMode, openClusterMode } from './cluster-mode.js';
 import { loadSchemas } from './schemas/registry.js';
 
 export interface BridgeHandle {
@@ -139,6 +140,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
         return s && !s.ok ? { ok: false, reason: s.reason ?? 'storage not ready' } : { ok: true };
       }),
       (req, res) => live.handleRequest(req, res),
+      serveDashboard,
     ],
     upgrade: new Map([['/live', (req, socket, head) => live.handleUpgrade(req, socket, head)]]),
   };

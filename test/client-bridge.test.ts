@@ -10,7 +10,7 @@ import type { WireSample } from '../firmware-sim/codec.js';
 import { SimDevice } from '../firmware-sim/device.js';
 import { type BridgeHandle, startBridge } from '../src/app.js';
 import { openTokenService } from '../src/auth/tokens.js';
-import { Registry } from '../src/broker/registry.js';
+import { Registry } from '../src/auth/registry.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { type ConnectionState, LiveClient } from '../web/client/live-client.js';

@@ -6,7 +6,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createDashboardHandler, defaultRoots } from '../src/bridge/live/static.js';
+import { createDashboardHandler, defaultRoots } from '../src/broker/listeners/static.js';
 import { tempDir } from './support/services.js';
 
 interface Answer {

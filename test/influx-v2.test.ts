@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { readingToLines } from '../src/bridge/line-protocol.js';
-import { openStorage } from '../src/bridge/open-storage.js';
+import { readingToLines } from '../src/bridge/storage/line-protocol.js';
+import { openStorage } from '../src/bridge/storage/open-storage.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';

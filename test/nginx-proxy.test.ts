@@ -14,7 +14,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
 import { type BridgeHandle, startBridge } from '../src/app.js';
 import { openTokenService } from '../src/auth/tokens.js';
-import { Registry } from '../src/broker/registry.js';
+import { Registry } from '../src/auth/registry.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { loadSchemas } from '../src/schemas/registry.js';

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../src/app.js';
 import { openTokenService } from '../src/auth/tokens.js';
-import { Registry } from '../src/broker/registry.js';
+import { Registry } from '../src/auth/registry.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import {

@@ -13,7 +13,7 @@ import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeJwt, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
-import { isFeedPattern, parseFeedFilter } from '../bridge/live/feeds.js';
+import { isFeedPattern, parseFeedFilter } from '../feeds.js';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
 
 const ISSUER = 'telebridge';

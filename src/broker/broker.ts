@@ -15,9 +15,9 @@ import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import { deliverAtMaxQos } from './conformance.js';
 import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
-import { LoginThrottle } from './login-throttle.js';
-import type { Identity, Registry } from './registry.js';
-import { canPublish, canSubscribe } from './rights.js';
+import { LoginThrottle } from '../auth/login-throttle.js';
+import type { Identity, Registry } from '../auth/registry.js';
+import { canPublish, canSubscribe } from '../auth/rights.js';
 import { releaseDeliveries } from './slow-subscriber.js';
 
 /** Where rejected messages go after their PUBACK: a `$` topic no filter of a client can reach. */

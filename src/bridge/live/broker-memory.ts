@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
-import { type FeedPattern, feedName } from './feeds.js';
+import { type FeedPattern, feedName } from '../../feeds.js';
 import { eventJson, HistoryRing, rememberLatest } from './history.js';
 
 export interface MemoryBrokerOptions {

@@ -11,7 +11,7 @@ import { createLogger } from '../../log.js';
 import { RedisHealth } from '../../redis.js';
 import type { LiveEvent } from './broker.js';
 import { RedisLiveBroker } from './broker-redis.js';
-import { parseFeedFilter } from './feeds.js';
+import { parseFeedFilter } from '../../feeds.js';
 
 const redis = await startRedis();
 const skip = 'skip' in redis ? redis.skip : undefined;

@@ -27,7 +27,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
 import type { RedisHealth } from '../../redis.js';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
-import { type FeedKind, type FeedPattern, feedName } from './feeds.js';
+import { type FeedKind, type FeedPattern, feedName } from '../../feeds.js';
 import { eventJson, HistoryRing, rememberLatest } from './history.js';
 
 export interface RedisBrokerOptions {

@@ -8,7 +8,7 @@
  * listener later receives the same `LiveEvent` (same bytes) in cursor order. An event is in `after()`
  * and `latest()` before any listener sees it.
  */
-import { type FeedKind, type FeedPattern, feedName, patternMatches } from './feeds.js';
+import { type FeedKind, type FeedPattern, feedName, patternMatches } from '../../feeds.js';
 
 /** One message as streamed: built once, sent as-is to every client. */
 export interface LiveEvent {

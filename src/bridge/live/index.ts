@@ -1,6 +1,6 @@
 /**
- * The live channel to browsers (contract §5): `/live` (JSON over WebSocket), `/live/sse`, and the
- * dashboard's files through `serveDashboard` (static.ts).
+ * Room: bridge/live. The live channel to browsers (contract §5): `/live` (JSON over WebSocket) and
+ * `/live/sse`.
  *
  * ```
  * publishTelemetry/Status ─▶ LiveBroker.publish ─▶ (cursor, JSON built once, history, latest)
@@ -22,7 +22,6 @@ import { MemoryLiveBroker } from './broker-memory.js';
 import type { ClientRegistry, LiveClient } from './client.js';
 import { requestUrl } from './request-auth.js';
 import { handleSse } from './sse.js';
-import { serveDashboard } from './static.js';
 import type { DeviceCommand, LiveChannel } from './types.js';
 import { createWsEndpoint } from './websocket.js';
 
@@ -146,7 +145,7 @@ export function createLiveChannel(deps: LiveChannelDeps): LiveChannel {
         res.end('WebSocket upgrade required\n');
         return true;
       }
-      return serveDashboard(req, res);
+      return false;
     },
 
     clientCount(): number {

@@ -1,6 +1,6 @@
 /**
  * What the composition root needs from the live channel (contract §5). The HTTP listener routes
- * `/live` upgrades and `/live/sse`, `/` and the dashboard's assets here.
+ * `/live` upgrades and `/live/sse` here; the dashboard's files are served next to the listener.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -18,7 +18,7 @@ export interface LiveChannel {
   publishStatus(status: StatusChange): void;
   /** An upgrade request on `/live`. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  /** `GET /live/sse`, `/` and the dashboard's assets; false when the path is not the channel's. */
+  /** `GET /live/sse` (and `/live` without an upgrade); false when the path is not the channel's. */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
   /** Open browser connections (WebSocket and SSE). */
   clientCount(): number;

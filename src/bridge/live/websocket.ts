@@ -33,7 +33,7 @@ import { DEVICE_ID_RE } from '../../topics.js';
 import { TokenBucket } from '../rate-limit.js';
 import type { LiveBroker } from './broker.js';
 import type { ClientRegistry, LiveClient } from './client.js';
-import { type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from './feeds.js';
+import { type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from '../../feeds.js';
 import { originAllowed, requestUrl, tokenOf } from './request-auth.js';
 import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
 import type { DeviceCommand } from './types.js';

@@ -17,7 +17,7 @@
  *   differently, so a backslash that would be ambiguous (before `\`, `,`, `=`, space, or at the end of
  *   a tag value) is written as `/`. Any other backslash is kept literally, which both read back as is.
  */
-import type { Reading, StatusChange } from './reading.js';
+import type { Reading, StatusChange } from '../reading.js';
 
 /** Measurement of samples. */
 export const TELEMETRY_MEASUREMENT = 'telemetry';

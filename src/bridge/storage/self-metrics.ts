@@ -16,7 +16,7 @@
  * - `bridge_rejections,instance=<id>,reason=<reason>` with field `total` (running total), one point
  *   per reason seen so far.
  */
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../../metrics.js';
 
 export interface SelfMetricsOptions {
   /** Tag `instance`: tells bridges apart in scale-out. Default: the host name. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { topicMatches } from '../../topics.js';
+import { topicMatches } from './topics.js';
 import {
   FEED_KINDS,
   type FeedPattern,

@@ -36,7 +36,7 @@ import { constants as fsConstants } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { ERROR_CODES, TelebridgeError } from '../errors.js';
+import { ERROR_CODES, TelebridgeError } from '../../errors.js';
 
 export interface SpoolOptions {
   /** Directory of the spool, usually `<dataDir>/spool`; created when missing. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { escapeTag, quoteString, readingToLines, statusToLine } from './line-protocol.js';
-import type { Reading } from './reading.js';
+import type { Reading } from '../reading.js';
 
 const reading = (labels: Record<string, string>, values: Record<string, number> = { t: 1 }): Reading => ({
   deviceId: 'd1',

@@ -9,10 +9,10 @@
  * what it recovered from the spool at start-up as received too, since this run now answers for it.
  */
 import { join } from 'node:path';
-import type { Config } from '../config.js';
-import { ERROR_CODES, TelebridgeError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { Config } from '../../config.js';
+import { ERROR_CODES, TelebridgeError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
 import { InfluxWriter } from './influx-writer.js';
 import { Spool } from './spool.js';
 import type { Storage, StorageReadiness } from './storage.js';

@@ -22,9 +22,9 @@
 import { appendFile, rename, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HttpError, InfluxDB } from '@influxdata/influxdb-client';
-import type { InfluxConfig } from '../config.js';
-import { BurstLogger, type Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { InfluxConfig } from '../../config.js';
+import { BurstLogger, type Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
 import type { Spool, SpoolBatch } from './spool.js';
 
 export interface InfluxWriterOptions {
