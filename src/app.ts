@@ -4,11 +4,12 @@
  */
 import type { Server } from 'node:net';
 import { hostname } from 'node:os';
+import { Registry } from './auth/registry.js';
 import { openTokenService } from './auth/tokens.js';
 import { createLiveChannel } from './bridge/live/index.js';
 import type { LiveChannel } from './bridge/live/types.js';
-import { openStorage } from './bridge/storage/open-storage.js';
 import { Pipeline } from './bridge/pipeline.js';
+import { openStorage } from './bridge/storage/open-storage.js';
 import { SelfMetrics } from './bridge/storage/self-metrics.js';
 import { type Broker, createBroker } from './broker/broker.js';
 import { ConnectionLimiter } from './broker/listeners/connection-limiter.js';
@@ -16,12 +17,11 @@ import { type HttpRoutes, startHttpListener } from './broker/listeners/http.js';
 import { boundPort, closeServer } from './broker/listeners/listen.js';
 import { serveDashboard } from './broker/listeners/static.js';
 import { startMqttListener } from './broker/listeners/tcp.js';
-import { Registry } from './auth/registry.js';
+import { type ClusterMode, openClusterMode } from './cluster-mode.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { opsRoutes } from './ops.js';
-import { type ClusterMode, openClusterMode } from './cluster-mode.js';
 import { loadSchemas } from './schemas/registry.js';
 
 export interface BridgeHandle {

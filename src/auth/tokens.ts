@@ -13,8 +13,8 @@ import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeJwt, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
-import { isFeedPattern, parseFeedFilter } from '../feeds.js';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
+import { isFeedPattern, parseFeedFilter } from '../feeds.js';
 
 const ISSUER = 'telebridge';
 const AUDIENCE = 'telebridge-live';

@@ -18,10 +18,10 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import { wildcardLevel } from '../topics.js';
-import { readingToLines, statusToLine } from './storage/line-protocol.js';
 import type { LiveChannel } from './live/types.js';
 import { TokenBucket } from './rate-limit.js';
 import type { Reading, StatusChange } from './reading.js';
+import { readingToLines, statusToLine } from './storage/line-protocol.js';
 import type { Storage } from './storage/storage.js';
 import { type Rejected, validate } from './validate.js';
 

@@ -8,6 +8,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client, type Connection } from 'aedes';
+import { LoginThrottle } from '../auth/login-throttle.js';
+import type { Identity, Registry } from '../auth/registry.js';
+import { canPublish, canSubscribe } from '../auth/rights.js';
 import type { Pipeline } from '../bridge/pipeline.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -15,9 +18,6 @@ import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import { deliverAtMaxQos } from './conformance.js';
 import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
-import { LoginThrottle } from '../auth/login-throttle.js';
-import type { Identity, Registry } from '../auth/registry.js';
-import { canPublish, canSubscribe } from '../auth/rights.js';
 import { releaseDeliveries } from './slow-subscriber.js';
 
 /** Where rejected messages go after their PUBACK: a `$` topic no filter of a client can reach. */

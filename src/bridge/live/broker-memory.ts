@@ -5,8 +5,8 @@
  * positions are contiguous, finding a cursor in it is arithmetic.
  */
 import { randomBytes } from 'node:crypto';
-import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
 import { type FeedPattern, feedName } from '../../feeds.js';
+import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
 import { eventJson, HistoryRing, rememberLatest } from './history.js';
 
 export interface MemoryBrokerOptions {

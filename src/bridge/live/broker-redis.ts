@@ -24,10 +24,10 @@
  * the stream was trimmed past it meanwhile, the window restarts (older cursors get a gap).
  */
 import type { Redis } from 'ioredis';
+import { type FeedKind, type FeedPattern, feedName } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import type { RedisHealth } from '../../redis.js';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
-import { type FeedKind, type FeedPattern, feedName } from '../../feeds.js';
 import { eventJson, HistoryRing, rememberLatest } from './history.js';
 
 export interface RedisBrokerOptions {

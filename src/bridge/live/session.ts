@@ -10,8 +10,15 @@
  * A replay is paced the same way: pages are read from the broker's history only while the buffer is
  * under the soft limit, so a resume never needs more memory than the soft limit plus one page.
  */
+
+import {
+  type FeedPattern,
+  isFeedPattern,
+  parseFeedFilter,
+  patternMatches,
+  scopeCovers,
+} from '../../feeds.js';
 import type { LiveBroker, LiveEvent } from './broker.js';
-import { type FeedPattern, isFeedPattern, parseFeedFilter, patternMatches, scopeCovers } from '../../feeds.js';
 
 /** Feed filters one connection may hold (contract §5). */
 export const MAX_FEEDS_PER_CONNECTION = 100;

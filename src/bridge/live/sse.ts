@@ -9,10 +9,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config.js';
+import { isFeedPattern, parseFeedFilter } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import type { LiveBroker } from './broker.js';
 import type { ClientRegistry, LiveClient } from './client.js';
-import { isFeedPattern, parseFeedFilter } from '../../feeds.js';
 import { originAllowed, tokenOf } from './request-auth.js';
 import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
 
