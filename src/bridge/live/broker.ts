@@ -8,6 +8,7 @@
  * listener later receives the same `LiveEvent` (same bytes) in cursor order. An event is in `after()`
  * and `latest()` before any listener sees it.
  */
+import type { StatusBody, TelemetryBody } from '../../../web/client/protocol.js';
 import { type FeedKind, type FeedPattern, feedName, patternMatches } from '../../feeds.js';
 
 /** One message as streamed: built once, sent as-is to every client. */
@@ -28,13 +29,15 @@ export interface LiveEvent {
   snapshotJson(): Buffer;
 }
 
-export interface PublishInput {
-  readonly kind: FeedKind;
-  readonly device: string;
-  readonly time: number;
-  /** Kind-specific fields after type/feed/device/cursor, e.g. `{ seq, time, values, labels }`. */
-  readonly body: Readonly<Record<string, unknown>>;
-}
+/** A message to stream: its kind-specific fields (`body`) follow the envelope type/feed/device/cursor. */
+export type PublishInput =
+  | {
+      readonly kind: 'telemetry';
+      readonly device: string;
+      readonly time: number;
+      readonly body: TelemetryBody;
+    }
+  | { readonly kind: 'status'; readonly device: string; readonly time: number; readonly body: StatusBody };
 
 export interface LiveBroker {
   publish(input: PublishInput): void;

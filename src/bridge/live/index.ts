@@ -12,6 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { CLOSE_CODES } from '../../../web/client/protocol.js';
 import type { TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../log.js';
@@ -90,7 +91,7 @@ export function createLiveChannel(deps: LiveChannelDeps): LiveChannel {
     const now = Date.now() / 1000;
     const jtis = new Set<string>();
     for (const client of clients) {
-      if (client.claims.exp <= now) client.shutdown(1008, 'token expired');
+      if (client.claims.exp <= now) client.shutdown(CLOSE_CODES.policy, 'token expired');
       else {
         client.tick();
         jtis.add(client.claims.jti);
@@ -101,7 +102,8 @@ export function createLiveChannel(deps: LiveChannelDeps): LiveChannel {
       deps.tokens.isRevoked(jti).then(
         (revoked) => {
           if (!revoked) return;
-          for (const client of clients) if (client.claims.jti === jti) client.shutdown(1008, 'token revoked');
+          for (const client of clients)
+            if (client.claims.jti === jti) client.shutdown(CLOSE_CODES.policy, 'token revoked');
         },
         (err: Error) => log.warn({ err: err.message }, 'live: cannot read the revocation list'),
       );
@@ -161,7 +163,7 @@ export function createLiveChannel(deps: LiveChannelDeps): LiveChannel {
         const empty = new Promise<void>((resolve) => {
           onEmpty = resolve;
         });
-        for (const client of clients) client.shutdown(1001, 'going away');
+        for (const client of clients) client.shutdown(CLOSE_CODES.goingAway, 'going away');
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([empty, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
         clearTimeout(timer);

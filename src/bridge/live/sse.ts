@@ -7,6 +7,7 @@
  * timing the stream out.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CLOSE_CODES } from '../../../web/client/protocol.js';
 import type { TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config.js';
 import { isFeedPattern, parseFeedFilter } from '../../feeds.js';
@@ -98,7 +99,7 @@ export function handleSse(deps: SseDeps, req: IncomingMessage, res: ServerRespon
         },
         close(code) {
           // 1013 (overflow): the peer does not read, so nothing more can reach it.
-          if (code === 1013) res.destroy();
+          if (code === CLOSE_CODES.tryAgainLater) res.destroy();
           else res.end();
         },
       };

@@ -26,6 +26,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { CLOSE_CODES, SUBPROTOCOL } from '../../../web/client/protocol.js';
 import type { TokenClaims, TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config.js';
 import { type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from '../../feeds.js';
@@ -39,8 +40,6 @@ import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
 import type { DeviceCommand } from './types.js';
 import { FrameCache } from './ws-frame.js';
 
-/** The subprotocol selected when the client offers it. */
-export const SUBPROTOCOL = 'telemetry.v1.json';
 /** Largest inbound frame, bytes (contract §5). */
 export const MAX_INBOUND_BYTES = 4096;
 const TEXT = { binary: false } as const;
@@ -217,7 +216,7 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
       if (!bucket.take()) {
         // Keep answering (bounded by the send-buffer limits) but stop a client that never slows down.
         if (++strikes > config.live.burst) {
-          closeWs(1008, 'rate limit exceeded');
+          closeWs(CLOSE_CODES.policy, 'rate limit exceeded');
           return;
         }
         sendError(id, 'rate_limited', `at most ${config.live.rate} messages a second`);
