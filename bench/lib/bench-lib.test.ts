@@ -343,6 +343,10 @@ describe('targets', () => {
     assert.equal(target(rows, 'ingest TCP')?.met, true);
     rows[0] = row('ingest-tcp', 'bridge', 'aedes', 70, { dbCountEqualsAcked: false });
     assert.equal(target(rows, 'ingest TCP')?.met, false, 'and every acked point must be stored');
+    // The same comparison by CPU per message, which a busy machine does not skew.
+    rows[0] = { ...rows[0]!, cpuPer: { micros: 40, unit: 'msg' } };
+    rows[2] = { ...rows[2]!, cpuPer: { micros: 10, unit: 'msg' } };
+    assert.match(target(rows, 'ingest TCP')!.detail, /by CPU per msg: 40 vs 10 µs, 0\.25×/);
   });
 
   it('judges the fan-out targets as ratios to Mosquitto in the same run', () => {

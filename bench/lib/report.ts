@@ -97,6 +97,18 @@ export const LIMITS = {
 const ratioOf = (a: number | undefined, b: number | undefined) =>
   a !== undefined && b !== undefined && b > 0 ? round(a / b, 2) : undefined;
 
+/**
+ * The same comparison by CPU per unit: the reference's µs ÷ the bridge's, i.e. the rate ratio the
+ * two would reach with a whole core each. On a busy machine the systems of a row group may get very
+ * different shares of their core; this figure does not depend on that.
+ */
+function byCpu(bridge: ScenarioResult | undefined, ref: ScenarioResult | undefined, name: string): string {
+  const b = bridge?.cpuPer.micros;
+  const r = ref?.cpuPer.micros;
+  if (b === undefined || r === undefined || b <= 0) return '';
+  return `; by CPU per ${bridge!.cpuPer.unit}: ${b} vs ${r} µs, ${round(r / b, 2)}× (${name} at ${ref!.sutUsage.cpuPercent} % of its core, the bridge at ${bridge!.sutUsage.cpuPercent} %)`;
+}
+
 export function evaluateTargets(results: readonly ScenarioResult[]): Target[] {
   const row = (group: string, sut: string) => results.find((r) => r.group === group && r.sut === sut);
   const targets: Target[] = [];
@@ -112,7 +124,7 @@ export function evaluateTargets(results: readonly ScenarioResult[]): Target[] {
       detail:
         ratio === undefined
           ? 'not measured'
-          : `${b!.primary.value} vs ${a!.primary.value} msg/s = ${ratio}×; DB count = acked: ${db}`,
+          : `${b!.primary.value} vs ${a!.primary.value} msg/s = ${ratio}×; DB count = acked: ${db}${byCpu(b, a, 'Aedes')}`,
       scenario: 'ingest',
     });
   }
@@ -160,7 +172,7 @@ export function evaluateTargets(results: readonly ScenarioResult[]): Target[] {
     detail:
       rate === undefined
         ? 'not measured'
-        : `${b1k!.throughput!.value} vs ${m1k!.throughput!.value} deliveries/s = ${rate}×; bridge dropped ${b1k!.extra['subscribersDropped']} subscribers`,
+        : `${b1k!.throughput!.value} vs ${m1k!.throughput!.value} deliveries/s = ${rate}×; bridge dropped ${b1k!.extra['subscribersDropped']} subscribers${byCpu(b1k, m1k, 'Mosquitto')}`,
     scenario: 'mqtt-fanout',
   });
   const rssMiB = b1k?.sutUsage.peakRssMiB;
@@ -232,7 +244,7 @@ function detailTables(report: Report): string[] {
   if (fan.length) {
     out.push(
       '',
-      'MQTT fan-out (QoS 0, 500 WebSocket subscribers):',
+      "MQTT fan-out (QoS 0, 500 WebSocket subscribers). Delivered fraction = deliveries ÷ (messages the device wrote × 500): a broker that reads slower than offered leaves the rest in the device's socket buffers (TCP backpressure, nothing is dropped there), so the fraction counts both what it could not take in and what it could not deliver.",
       '',
       '| rate msg/s | system | offered deliveries/s | delivered/s | delivered fraction | subscribers dropped | catch-up s |',
       '| ---: | --- | ---: | ---: | ---: | ---: | ---: |',
