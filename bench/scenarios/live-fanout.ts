@@ -167,7 +167,7 @@ async function runOne(
     seconds,
     browserCount,
     {
-      maxCatchUpSeconds: ctx.quick ? 10 : 20,
+      maxCatchUpSeconds: ctx.quick ? 10 : 15,
       stallSeconds: 3,
     },
   );

@@ -77,7 +77,7 @@ export const mqttFanout: Scenario = {
               ? await startAedesSut(ctx.pin, ports)
               : await startMosquittoSut(ctx.pin, ports);
         try {
-          results.push(await runOne(ctx, sut, rate, seconds, ctx.quick || rate > 100 ? 10 : 20));
+          results.push(await runOne(ctx, sut, rate, seconds, ctx.quick || rate > 100 ? 10 : 15));
         } finally {
           await sut.stop();
           rmSync(dataDir, { recursive: true, force: true });
