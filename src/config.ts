@@ -87,8 +87,8 @@ const envSchema = z.object({
   BRIDGE_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
   /** An HTTP client must send its request headers (upgrades included) within this many ms. */
   BRIDGE_HTTP_HEADERS_TIMEOUT_MS: positiveInt.default(10_000),
-  /** Largest MQTT keepalive a client may ask for, s. */
-  BRIDGE_KEEPALIVE_LIMIT_S: positiveInt.default(1200),
+  /** Largest MQTT keepalive a client may ask for, s (above: CONNACK 2); 0 = no limit. */
+  BRIDGE_KEEPALIVE_LIMIT_S: nonNegativeInt.default(1200),
   /** Connections in total / from one address; 0 = unlimited. */
   BRIDGE_MAX_CONNECTIONS: nonNegativeInt.default(50_000),
   BRIDGE_MAX_CONNECTIONS_PER_IP: nonNegativeInt.default(0),
@@ -99,6 +99,8 @@ const envSchema = z.object({
   BRIDGE_DRAIN_TIMEOUT_MS: positiveInt.default(5000),
   /** Bytes queued for one MQTT subscriber past which it is disconnected. */
   BRIDGE_SUBSCRIBER_BUFFER_BYTES: z.coerce.number().int().min(65_536).default(1_048_576),
+  /** MQTT over WebSocket (`/mqtt`): ping interval, ms; a peer that misses its pong is terminated. */
+  BRIDGE_MQTT_WS_PING_MS: positiveInt.default(20_000),
   /** Live channel: ping interval, ms. */
   BRIDGE_LIVE_PING_MS: positiveInt.default(20_000),
   /** Live channel: permessage-deflate when the client offers it. */
@@ -145,7 +147,10 @@ export interface Config {
   readonly limits: {
     readonly connectTimeoutMs: number;
     readonly httpHeadersTimeoutMs: number;
+    /** BRIDGE_KEEPALIVE_LIMIT_S; 0 = no limit. */
     readonly keepaliveLimitS: number;
+    /** BRIDGE_MQTT_WS_PING_MS: WebSocket ping interval on `/mqtt`. */
+    readonly mqttWsPingMs: number;
     readonly maxConnections: number;
     readonly maxConnectionsPerIp: number;
     readonly deviceRate: number;
@@ -324,6 +329,7 @@ function toConfig(e: Env): Config {
       connectTimeoutMs: e.BRIDGE_CONNECT_TIMEOUT_MS,
       httpHeadersTimeoutMs: e.BRIDGE_HTTP_HEADERS_TIMEOUT_MS,
       keepaliveLimitS: e.BRIDGE_KEEPALIVE_LIMIT_S,
+      mqttWsPingMs: e.BRIDGE_MQTT_WS_PING_MS,
       maxConnections: e.BRIDGE_MAX_CONNECTIONS,
       maxConnectionsPerIp: e.BRIDGE_MAX_CONNECTIONS_PER_IP,
       deviceRate: e.BRIDGE_DEVICE_RATE,

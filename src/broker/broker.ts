@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import { deliverAtMaxQos } from './conformance.js';
+import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
 import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { Identity, Registry } from './registry.js';
@@ -48,9 +49,6 @@ export interface Broker {
   close(): Promise<void>;
 }
 
-/** Longest client id, characters (Aedes's `maxClientsIdLength` only applies to MQTT 3.1). */
-const MAX_CLIENT_ID_LENGTH = 128;
-
 /** Seconds a flooding client is refused after being disconnected. */
 const FLOOD_BAN_MS = 30_000;
 
@@ -61,7 +59,7 @@ function authError(message: string, returnCode: number): AuthenticateError {
 export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const { config, log, metrics, registry } = deps;
   const identities = new WeakMap<Client, Identity>();
-  const refusedClientId = new WeakSet<Client>();
+  const refused = new WeakMap<Client, ConnectRefusal>();
   const addresses = new WeakMap<Client, string>();
   /** Clients whose delivery functions are wrapped (done at their first SUBSCRIBE, see `wrapDeliveries`). */
   const subscribers = new WeakSet<Client>();
@@ -74,22 +72,24 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     // A subscriber that stops reading is dropped within seconds instead of stalling delivery.
     drainTimeout: config.limits.drainTimeoutMs,
     connectTimeout: config.limits.connectTimeoutMs,
-    keepaliveLimit: config.limits.keepaliveLimitS,
+    // No limit in Aedes: it would answer with the reserved code 6 (connect-check.ts applies it).
+    keepaliveLimit: 0,
     maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
     maxTopicLevels: 32,
     heartbeatInterval: 60_000,
 
     preConnect(client, packet, callback) {
-      // [MQTT-3.1.3-8] a zero-byte client id with CleanSession 0 gets CONNACK 2; Aedes would invent one.
-      if (!packet.clientId && !packet.clean) refusedClientId.add(client);
-      // [MQTT-3.1.3-5] servers may refuse long client ids: CONNACK 2 like Aedes does for 3.1.
-      if (packet.clientId && packet.clientId.length > MAX_CLIENT_ID_LENGTH) refusedClientId.add(client);
+      const refusal = connectRefusal(packet, config.limits.keepaliveLimitS);
+      if (refusal) refused.set(client, refusal);
       callback(null, true);
     },
 
     authenticate(client, username, password, done) {
-      if (refusedClientId.has(client))
-        return done(authError('client id refused: empty with clean session 0, or too long', 2), false);
+      const refusal = refused.get(client);
+      if (refusal) {
+        if (refusal.log) log.warn({ clientId: client.id }, refusal.message);
+        return done(authError(refusal.message, refusal.returnCode), false);
+      }
       const bannedUntil = banned.get(client.id);
       if (bannedUntil !== undefined) {
         if (bannedUntil > Date.now()) return done(authError('temporarily refused after flooding', 3), false);
