@@ -13,6 +13,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
+import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { deliverAtMaxQos } from './conformance.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
 import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
@@ -20,9 +21,6 @@ import { LoginThrottle } from './login-throttle.js';
 import type { Identity, Registry } from './registry.js';
 import { canPublish, canSubscribe } from './rights.js';
 import { releaseDeliveries } from './slow-subscriber.js';
-
-/** Where rejected messages go after their PUBACK: a `$` topic no filter of a client can reach. */
-export const DISCARD_TOPIC = '$telebridge/discarded';
 
 export type ListenerName = 'tcp' | 'tls' | 'ws';
 
@@ -140,12 +138,12 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         // so the connection is closed.
         return callback(new Error(`not authorized to publish to '${packet.topic}'`));
       }
-      if (packet.topic.startsWith('$')) return callback(new Error('publishing to $ topics is not allowed'));
       deps
         .pipeline()
         .handle(client?.id ?? '', packet.topic, packet.payload as Buffer)
         .then((outcome) => {
-          if (outcome === 'discard') {
+          // A client's publish to the broker's own `$` topics is acknowledged and dropped, as Mosquitto does.
+          if (outcome === 'discard' || isBrokerTopic(packet.topic)) {
             packet.topic = DISCARD_TOPIC;
             packet.retain = false;
           }
@@ -157,7 +155,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       wrapDeliveries(client);
       const identity = identities.get(client);
       if (
-        subscription.topic.startsWith('$telebridge') ||
+        isHiddenFilter(subscription.topic) ||
         (config.auth && !canSubscribe(identity, subscription.topic))
       ) {
         return callback(null, null); // SUBACK 0x80
