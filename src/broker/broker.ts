@@ -13,6 +13,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
+import { Acl } from './acl-file.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { deliverAtMaxQos } from './conformance.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
@@ -63,6 +64,15 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const subscribers = new WeakSet<Client>();
   const banned = new Map<string, number>();
   const throttle = new LoginThrottle();
+  /** BRIDGE_ACL_FILE: the rights of anonymous clients (config allows it only with BRIDGE_AUTH=off). */
+  const anonymous = config.acl ? new Acl(config.acl.rules) : undefined;
+
+  /** CONNACK 5 for a will on a topic the client may not publish to. */
+  const willRefusal = (client: Client, identity: Identity | undefined): AuthenticateError | undefined => {
+    const will = (client as unknown as { _will?: { topic: string } })._will;
+    if (!will || canPublish(identity, will.topic, anonymous)) return undefined;
+    return authError(`will topic '${will.topic}' is not allowed`, 5);
+  };
 
   const aedes = await Aedes.createBroker({
     ...(deps.cluster ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence } : {}),
@@ -93,7 +103,10 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         if (bannedUntil > Date.now()) return done(authError('temporarily refused after flooding', 3), false);
         banned.delete(client.id);
       }
-      if (!config.auth) return done(null, true);
+      if (!config.auth) {
+        const willRefused = willRefusal(client, undefined);
+        return willRefused ? done(willRefused, false) : done(null, true);
+      }
       const address = addresses.get(client) ?? 'unknown';
       const certificateName = verifiedCertificateName(client);
       const attempt = async (): Promise<Identity | undefined> => {
@@ -116,10 +129,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
           if (identity.kind === 'device' && client.id !== identity.id) {
             return done(authError(`client id must be the device id '${identity.id}'`, 2), false);
           }
-          const will = (client as unknown as { _will?: { topic: string } })._will;
-          if (will && !canPublish(identity, will.topic)) {
-            return done(authError(`will topic '${will.topic}' is not allowed`, 5), false);
-          }
+          const willRefused = willRefusal(client, identity);
+          if (willRefused) return done(willRefused, false);
           identities.set(client, identity);
           done(null, true);
         })
@@ -133,7 +144,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       // Aedes publishes wills of clients that are gone with client = null; their rights were
       // checked at CONNECT.
       const identity = client ? identities.get(client) : undefined;
-      if (client && config.auth && !canPublish(identity, packet.topic)) {
+      if (client && !canPublish(identity, packet.topic, anonymous)) {
         // [MQTT-3.3.5-2] a publish the server does not allow: MQTT 3.1.1 has no negative PUBACK,
         // so the connection is closed.
         return callback(new Error(`not authorized to publish to '${packet.topic}'`));
@@ -154,17 +165,16 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     authorizeSubscribe(client, subscription, callback) {
       wrapDeliveries(client);
       const identity = identities.get(client);
-      if (
-        isHiddenFilter(subscription.topic) ||
-        (config.auth && !canSubscribe(identity, subscription.topic))
-      ) {
+      if (isHiddenFilter(subscription.topic) || !canSubscribe(identity, subscription.topic, anonymous)) {
         return callback(null, null); // SUBACK 0x80
       }
       callback(null, subscription);
     },
 
     authorizeForward(_client, packet: AedesPublishPacket) {
-      return packet.topic === DISCARD_TOPIC ? null : packet;
+      if (packet.topic === DISCARD_TOPIC) return null;
+      // A granted wildcard subscription may still cover topics the ACL denies reading.
+      return anonymous && !anonymous.canRead(packet.topic) ? null : packet;
     },
   });
 
