@@ -13,7 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { projectRoot } from '../src/paths.js';
@@ -103,6 +103,35 @@ function runPaho(target: string[], running: Set<number>): Promise<Run> {
   });
 }
 
+/** The PIDs of a process's children, grandchildren, … (Linux /proc). */
+function descendants(pid: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // "pid (comm) state ppid …": comm may hold spaces, so read after its closing parenthesis.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+    } catch {} // gone meanwhile
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const child of parents.get(p) ?? []) {
+      out.push(child);
+      walk(child);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function stop(pid: number): void {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {} // already gone
+}
+
 /** One subtest per suite test, so a failure names the test and the suite's own reason. */
 async function assertResults(
   t: TestContext,
@@ -144,8 +173,10 @@ describe('Eclipse Paho MQTT 3.1.1 interoperability suite, BRIDGE_AUTH=off', { sk
   });
 
   after(async () => {
-    // Only the runs this file started, by their PID (the script stops its own tunnel on exit).
-    for (const pid of running) process.kill(pid, 'SIGTERM');
+    // Only runs still going (the test was cut short): each script and what it started, by PID. The
+    // script's `timeout` puts python in a process group of its own, so the tree is walked in /proc;
+    // `timeout` passes SIGTERM on to python, and the script then stops its tunnel.
+    for (const pid of running) for (const p of [...descendants(pid), pid]) stop(p);
     await Promise.allSettled([withAclTcp, withAclWs, noAclTcp]);
     await Promise.all(bridges.map((b) => b.close()));
     if (dir) rmSync(dir, { recursive: true, force: true });
