@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { type AclRule, readAclFile } from './broker/acl-file.js';
 import { ConfigError } from './errors.js';
 import { isValidFilter } from './topics.js';
 
@@ -40,6 +41,8 @@ const envSchema = z.object({
   BRIDGE_TLS_CA: optionalText,
   BRIDGE_DATA_DIR: z.string().min(1).default('./data'),
   BRIDGE_AUTH: onOff.default('on'),
+  /** Rights of anonymous clients (BRIDGE_AUTH=off), Mosquitto acl_file syntax; unset = every topic. */
+  BRIDGE_ACL_FILE: optionalText,
   BRIDGE_MAX_PAYLOAD_BYTES: z.coerce.number().int().min(64).max(16_777_216).default(16_384),
   BRIDGE_MAX_PACKET_BYTES: z.coerce.number().int().min(256).max(268_435_455).default(65_536),
   INFLUX_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -87,8 +90,8 @@ const envSchema = z.object({
   BRIDGE_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
   /** An HTTP client must send its request headers (upgrades included) within this many ms. */
   BRIDGE_HTTP_HEADERS_TIMEOUT_MS: positiveInt.default(10_000),
-  /** Largest MQTT keepalive a client may ask for, s. */
-  BRIDGE_KEEPALIVE_LIMIT_S: positiveInt.default(1200),
+  /** Largest MQTT keepalive a client may ask for, s (above: CONNACK 2); 0 = no limit. */
+  BRIDGE_KEEPALIVE_LIMIT_S: nonNegativeInt.default(1200),
   /** Connections in total / from one address; 0 = unlimited. */
   BRIDGE_MAX_CONNECTIONS: nonNegativeInt.default(50_000),
   BRIDGE_MAX_CONNECTIONS_PER_IP: nonNegativeInt.default(0),
@@ -99,6 +102,8 @@ const envSchema = z.object({
   BRIDGE_DRAIN_TIMEOUT_MS: positiveInt.default(5000),
   /** Bytes queued for one MQTT subscriber past which it is disconnected. */
   BRIDGE_SUBSCRIBER_BUFFER_BYTES: z.coerce.number().int().min(65_536).default(1_048_576),
+  /** MQTT over WebSocket (`/mqtt`): ping interval, ms; a peer that misses its pong is terminated. */
+  BRIDGE_MQTT_WS_PING_MS: positiveInt.default(20_000),
   /** Live channel: ping interval, ms. */
   BRIDGE_LIVE_PING_MS: positiveInt.default(20_000),
   /** Live channel: permessage-deflate when the client offers it. */
@@ -129,6 +134,8 @@ export interface Config {
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly caFile?: string } | undefined;
   readonly dataDir: string;
   readonly auth: boolean;
+  /** BRIDGE_ACL_FILE, parsed: the rights of anonymous clients; undefined = every topic. */
+  readonly acl: { readonly file: string; readonly rules: readonly AclRule[] } | undefined;
   readonly maxPayloadBytes: number;
   readonly maxPacketBytes: number;
   readonly influx: InfluxConfig | undefined;
@@ -145,7 +152,10 @@ export interface Config {
   readonly limits: {
     readonly connectTimeoutMs: number;
     readonly httpHeadersTimeoutMs: number;
+    /** BRIDGE_KEEPALIVE_LIMIT_S; 0 = no limit. */
     readonly keepaliveLimitS: number;
+    /** BRIDGE_MQTT_WS_PING_MS: WebSocket ping interval on `/mqtt`. */
+    readonly mqttWsPingMs: number;
     readonly maxConnections: number;
     readonly maxConnectionsPerIp: number;
     readonly deviceRate: number;
@@ -293,6 +303,11 @@ function toConfig(e: Env): Config {
       `invalid configuration: BRIDGE_TLS_CA=${JSON.stringify(e.BRIDGE_TLS_CA)}: needs BRIDGE_TLS_CERT and BRIDGE_TLS_KEY`,
     );
   }
+  if (e.BRIDGE_ACL_FILE && e.BRIDGE_AUTH === 'on') {
+    throw new ConfigError(
+      `invalid configuration: BRIDGE_ACL_FILE=${JSON.stringify(e.BRIDGE_ACL_FILE)}: applies to anonymous clients, so it needs BRIDGE_AUTH=off`,
+    );
+  }
   return {
     mqttPort: e.BRIDGE_MQTT_PORT,
     mqttsPort: e.BRIDGE_MQTTS_PORT,
@@ -308,6 +323,9 @@ function toConfig(e: Env): Config {
         : undefined,
     dataDir: resolve(e.BRIDGE_DATA_DIR),
     auth: e.BRIDGE_AUTH === 'on',
+    acl: e.BRIDGE_ACL_FILE
+      ? { file: resolve(e.BRIDGE_ACL_FILE), rules: readAclFile(resolve(e.BRIDGE_ACL_FILE)) }
+      : undefined,
     maxPayloadBytes: e.BRIDGE_MAX_PAYLOAD_BYTES,
     maxPacketBytes: e.BRIDGE_MAX_PACKET_BYTES,
     influx: toInfluxConfig(e),
@@ -324,6 +342,7 @@ function toConfig(e: Env): Config {
       connectTimeoutMs: e.BRIDGE_CONNECT_TIMEOUT_MS,
       httpHeadersTimeoutMs: e.BRIDGE_HTTP_HEADERS_TIMEOUT_MS,
       keepaliveLimitS: e.BRIDGE_KEEPALIVE_LIMIT_S,
+      mqttWsPingMs: e.BRIDGE_MQTT_WS_PING_MS,
       maxConnections: e.BRIDGE_MAX_CONNECTIONS,
       maxConnectionsPerIp: e.BRIDGE_MAX_CONNECTIONS_PER_IP,
       deviceRate: e.BRIDGE_DEVICE_RATE,
