@@ -69,8 +69,9 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
 
   const timers: NodeJS.Timeout[] = [];
   if (!config.auth) {
+    const topics = config.acl ? `the topics BRIDGE_ACL_FILE=${config.acl.file} allows` : 'every topic';
     const warn = () =>
-      log.warn('BRIDGE_AUTH=off: every client may connect and use every topic; never in production');
+      log.warn(`BRIDGE_AUTH=off: every client may connect and use ${topics}; never in production`);
     warn();
     timers.push(setInterval(warn, AUTH_OFF_WARNING_MS).unref());
   }

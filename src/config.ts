@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { readAclFile } from './auth/acl-file.js';
 import { ConfigError } from './errors.js';
 import { isValidFilter } from './topics.js';
 
@@ -165,100 +166,120 @@ const influxSchema = z
  * Every variable of the bridge: its place in `Config`, its name, its parser and default. Zero-value
  * meanings are stated where zero is allowed.
  */
-const configSchema = z.object({
-  /** MQTT over TCP (0 = any free port). */
-  mqttPort: env('BRIDGE_MQTT_PORT', port().default(1883)),
-  /** MQTT over TLS, only when a certificate is configured. */
-  mqttsPort: env('BRIDGE_MQTTS_PORT', port().default(8883)),
-  /** The one HTTP(S) server: /mqtt, /live, /live/sse, /, /metrics, /healthz, /readyz. */
-  httpPort: env('BRIDGE_HTTP_PORT', port().default(8080)),
-  /** Bind address of every listener. */
-  host: env('BRIDGE_HOST', z.string().min(1).default('127.0.0.1')),
-  tls: tlsSchema,
-  /** Device registry, token signing key, spool, dead letters. */
-  dataDir: env(
-    'BRIDGE_DATA_DIR',
-    z
-      .string()
-      .min(1)
-      .default('./data')
-      .transform((p) => resolve(p)),
-  ),
-  /** `off` only for local experiments: every client may use every topic. */
-  auth: env('BRIDGE_AUTH', onOff('on')),
-  /** Largest accepted protobuf payload. */
-  maxPayloadBytes: env('BRIDGE_MAX_PAYLOAD_BYTES', int(64, 16_777_216).default(16_384)),
-  /** Largest MQTT packet; a connection announcing more is closed before the bytes are buffered. */
-  maxPacketBytes: env('BRIDGE_MAX_PACKET_BYTES', int(256, 268_435_455).default(65_536)),
-  influx: influxSchema,
-  logLevel: env(
-    'LOG_LEVEL',
-    z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  ),
-  spool: z.object({
-    /** Disk the spool may use, bytes. Near it /readyz is 503; at it QoS 1 is no longer acknowledged. */
-    maxBytes: env('BRIDGE_SPOOL_MAX_BYTES', int(65_536).default(1_073_741_824)),
-    /** Fraction of BRIDGE_SPOOL_MAX_BYTES at which /readyz turns 503. */
-    readyRatio: env('BRIDGE_SPOOL_READY_RATIO', z.coerce.number().min(0.1).max(1).default(0.9)),
+const configSchema = z
+  .object({
+    /** MQTT over TCP (0 = any free port). */
+    mqttPort: env('BRIDGE_MQTT_PORT', port().default(1883)),
+    /** MQTT over TLS, only when a certificate is configured. */
+    mqttsPort: env('BRIDGE_MQTTS_PORT', port().default(8883)),
+    /** The one HTTP(S) server: /mqtt, /live, /live/sse, /, /metrics, /healthz, /readyz. */
+    httpPort: env('BRIDGE_HTTP_PORT', port().default(8080)),
+    /** Bind address of every listener. */
+    host: env('BRIDGE_HOST', z.string().min(1).default('127.0.0.1')),
+    tls: tlsSchema,
+    /** Device registry, token signing key, spool, dead letters. */
+    dataDir: env(
+      'BRIDGE_DATA_DIR',
+      z
+        .string()
+        .min(1)
+        .default('./data')
+        .transform((p) => resolve(p)),
+    ),
+    /** `off` only for local experiments: every client may use every topic (or what BRIDGE_ACL_FILE allows). */
+    auth: env('BRIDGE_AUTH', onOff('on')),
     /**
-     * Memory for the unconfirmed tail of the spool, bytes: the InfluxDB writer reads lines appended by
-     * this process from memory and reads the disk only after a restart or when the backlog outgrows it.
-     * 0 = always read from disk. Default 32 MiB.
+     * Rights of anonymous clients (BRIDGE_AUTH=off) in Mosquitto's acl_file syntax, read at start-up so
+     * a bad file is a configuration error; unset = every topic.
      */
-    memoryBytes: env('BRIDGE_SPOOL_MEMORY_BYTES', int(0).default(33_554_432)),
-  }),
-  /** How long SIGTERM waits for the spool to drain into InfluxDB, ms. */
-  shutdownGraceMs: env('BRIDGE_SHUTDOWN_GRACE_MS', int(0).default(10_000)),
-  /** Topic → type mappings: the built-in ones, then `filter=type[;filter=type]` from BRIDGE_SCHEMAS. */
-  schemas: env(
-    'BRIDGE_SCHEMAS',
-    z
-      .string()
-      .default('')
-      .transform((v): readonly SchemaMapping[] => [...BUILTIN_SCHEMAS, ...parseSchemaMappings(v)]),
-  ),
-  /** Directory of extra `.proto` files (the built-in `src/schemas/` is always loaded). */
-  schemaDir: env('BRIDGE_SCHEMA_DIR', path()),
-  limits: z.object({
-    /** A device or client must send CONNECT within this many ms of connecting. */
-    connectTimeoutMs: env('BRIDGE_CONNECT_TIMEOUT_MS', int(1).default(10_000)),
-    /** An HTTP client must send its request headers (upgrades included) within this many ms. */
-    httpHeadersTimeoutMs: env('BRIDGE_HTTP_HEADERS_TIMEOUT_MS', int(1).default(10_000)),
-    /** Largest MQTT keepalive a client may ask for, s. */
-    keepaliveLimitS: env('BRIDGE_KEEPALIVE_LIMIT_S', int(1).default(1200)),
-    /** Connections in total over every listener; 0 = unlimited. */
-    maxConnections: env('BRIDGE_MAX_CONNECTIONS', int(0).default(50_000)),
-    /** Connections from one address; 0 = unlimited. */
-    maxConnectionsPerIp: env('BRIDGE_MAX_CONNECTIONS_PER_IP', int(0).default(0)),
-    /** Per-device publishes per second (token bucket rate); 0 = unlimited. */
-    deviceRate: env('BRIDGE_DEVICE_RATE', int(0).default(100)),
-    /** Burst of that bucket. */
-    deviceBurst: env('BRIDGE_DEVICE_BURST', int(1).default(200)),
-    /** A subscriber whose socket does not drain within this many ms is disconnected. */
-    drainTimeoutMs: env('BRIDGE_DRAIN_TIMEOUT_MS', int(1).default(5000)),
-    /** Bytes queued for one MQTT subscriber past which it is disconnected. */
-    subscriberBufferBytes: env('BRIDGE_SUBSCRIBER_BUFFER_BYTES', int(65_536).default(1_048_576)),
-  }),
-  live: z.object({
-    /** Ping interval, ms; a peer missing its pong is terminated. */
-    pingMs: env('BRIDGE_LIVE_PING_MS', int(1).default(20_000)),
-    /** permessage-deflate when the client offers it. */
-    deflate: env('BRIDGE_LIVE_DEFLATE', onOff('on')),
-    /** Messages and bytes of history kept in memory for resume. */
-    historyCount: env('BRIDGE_LIVE_HISTORY', int(1).default(10_000)),
-    historyBytes: env('BRIDGE_LIVE_HISTORY_BYTES', int(1).default(16_777_216)),
-    /** Send-buffer soft limit (conflate) and hard limit (close 1013), bytes. */
-    softLimitBytes: env('BRIDGE_LIVE_SOFT_LIMIT', int(1).default(262_144)),
-    hardLimitBytes: env('BRIDGE_LIVE_HARD_LIMIT', int(1).default(4_194_304)),
-    /** Inbound messages per second per connection (token bucket rate; `rate_limited` beyond), and burst. */
-    rate: env('BRIDGE_LIVE_RATE', int(1).default(20)),
-    burst: env('BRIDGE_LIVE_BURST', int(1).default(50)),
-    /** Allowed `Origin`s for /live and /live/sse, comma-separated; empty = any. */
-    allowedOrigins: env('BRIDGE_ALLOWED_ORIGINS', list()),
-  }),
-  /** Redis for scale-out; unset = single instance. */
-  redisUrl: env('REDIS_URL', z.url({ protocol: /^rediss?$/ }).optional()),
-});
+    acl: env(
+      'BRIDGE_ACL_FILE',
+      path().transform((file) => (file ? { file, rules: readAclFile(file) } : undefined)),
+    ),
+    /** Largest accepted protobuf payload. */
+    maxPayloadBytes: env('BRIDGE_MAX_PAYLOAD_BYTES', int(64, 16_777_216).default(16_384)),
+    /** Largest MQTT packet; a connection announcing more is closed before the bytes are buffered. */
+    maxPacketBytes: env('BRIDGE_MAX_PACKET_BYTES', int(256, 268_435_455).default(65_536)),
+    influx: influxSchema,
+    logLevel: env(
+      'LOG_LEVEL',
+      z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    ),
+    spool: z.object({
+      /** Disk the spool may use, bytes. Near it /readyz is 503; at it QoS 1 is no longer acknowledged. */
+      maxBytes: env('BRIDGE_SPOOL_MAX_BYTES', int(65_536).default(1_073_741_824)),
+      /** Fraction of BRIDGE_SPOOL_MAX_BYTES at which /readyz turns 503. */
+      readyRatio: env('BRIDGE_SPOOL_READY_RATIO', z.coerce.number().min(0.1).max(1).default(0.9)),
+      /**
+       * Memory for the unconfirmed tail of the spool, bytes: the InfluxDB writer reads lines appended by
+       * this process from memory and reads the disk only after a restart or when the backlog outgrows it.
+       * 0 = always read from disk. Default 32 MiB.
+       */
+      memoryBytes: env('BRIDGE_SPOOL_MEMORY_BYTES', int(0).default(33_554_432)),
+    }),
+    /** How long SIGTERM waits for the spool to drain into InfluxDB, ms. */
+    shutdownGraceMs: env('BRIDGE_SHUTDOWN_GRACE_MS', int(0).default(10_000)),
+    /** Topic → type mappings: the built-in ones, then `filter=type[;filter=type]` from BRIDGE_SCHEMAS. */
+    schemas: env(
+      'BRIDGE_SCHEMAS',
+      z
+        .string()
+        .default('')
+        .transform((v): readonly SchemaMapping[] => [...BUILTIN_SCHEMAS, ...parseSchemaMappings(v)]),
+    ),
+    /** Directory of extra `.proto` files (the built-in `src/schemas/` is always loaded). */
+    schemaDir: env('BRIDGE_SCHEMA_DIR', path()),
+    limits: z.object({
+      /** A device or client must send CONNECT within this many ms of connecting. */
+      connectTimeoutMs: env('BRIDGE_CONNECT_TIMEOUT_MS', int(1).default(10_000)),
+      /** An HTTP client must send its request headers (upgrades included) within this many ms. */
+      httpHeadersTimeoutMs: env('BRIDGE_HTTP_HEADERS_TIMEOUT_MS', int(1).default(10_000)),
+      /** Largest MQTT keepalive a client may ask for, s (above: CONNACK 2); 0 = no limit. */
+      keepaliveLimitS: env('BRIDGE_KEEPALIVE_LIMIT_S', int(0).default(1200)),
+      /** MQTT over WebSocket (`/mqtt`): ping interval, ms; a peer that misses its pong is terminated. */
+      mqttWsPingMs: env('BRIDGE_MQTT_WS_PING_MS', int(1).default(20_000)),
+      /** Connections in total over every listener; 0 = unlimited. */
+      maxConnections: env('BRIDGE_MAX_CONNECTIONS', int(0).default(50_000)),
+      /** Connections from one address; 0 = unlimited. */
+      maxConnectionsPerIp: env('BRIDGE_MAX_CONNECTIONS_PER_IP', int(0).default(0)),
+      /** Per-device publishes per second (token bucket rate); 0 = unlimited. */
+      deviceRate: env('BRIDGE_DEVICE_RATE', int(0).default(100)),
+      /** Burst of that bucket. */
+      deviceBurst: env('BRIDGE_DEVICE_BURST', int(1).default(200)),
+      /** A subscriber whose socket does not drain within this many ms is disconnected. */
+      drainTimeoutMs: env('BRIDGE_DRAIN_TIMEOUT_MS', int(1).default(5000)),
+      /** Bytes queued for one MQTT subscriber past which it is disconnected. */
+      subscriberBufferBytes: env('BRIDGE_SUBSCRIBER_BUFFER_BYTES', int(65_536).default(1_048_576)),
+    }),
+    live: z.object({
+      /** Ping interval, ms; a peer missing its pong is terminated. */
+      pingMs: env('BRIDGE_LIVE_PING_MS', int(1).default(20_000)),
+      /** permessage-deflate when the client offers it. */
+      deflate: env('BRIDGE_LIVE_DEFLATE', onOff('on')),
+      /** Messages and bytes of history kept in memory for resume. */
+      historyCount: env('BRIDGE_LIVE_HISTORY', int(1).default(10_000)),
+      historyBytes: env('BRIDGE_LIVE_HISTORY_BYTES', int(1).default(16_777_216)),
+      /** Send-buffer soft limit (conflate) and hard limit (close 1013), bytes. */
+      softLimitBytes: env('BRIDGE_LIVE_SOFT_LIMIT', int(1).default(262_144)),
+      hardLimitBytes: env('BRIDGE_LIVE_HARD_LIMIT', int(1).default(4_194_304)),
+      /** Inbound messages per second per connection (token bucket rate; `rate_limited` beyond), and burst. */
+      rate: env('BRIDGE_LIVE_RATE', int(1).default(20)),
+      burst: env('BRIDGE_LIVE_BURST', int(1).default(50)),
+      /** Allowed `Origin`s for /live and /live/sse, comma-separated; empty = any. */
+      allowedOrigins: env('BRIDGE_ALLOWED_ORIGINS', list()),
+    }),
+    /** Redis for scale-out; unset = single instance. */
+    redisUrl: env('REDIS_URL', z.url({ protocol: /^rediss?$/ }).optional()),
+  })
+  .superRefine((c, ctx) => {
+    if (c.acl && c.auth) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['acl'],
+        message: 'applies to anonymous clients, so it needs BRIDGE_AUTH=off',
+      });
+    }
+  });
 
 type DeepReadonly<T> = T extends (infer E)[]
   ? readonly DeepReadonly<E>[]

@@ -106,6 +106,12 @@ test('no import cycle in src/, web/, firmware-sim/ or bench/', () => {
   assert.deepEqual(cycles(graph), []);
 });
 
+/** Single files allowed past their room's rule, each with its reason. */
+const EXCEPTIONS: Record<string, readonly string[]> = {
+  // BRIDGE_ACL_FILE is read at start-up with the rest of the configuration: a bad file is a config error.
+  'src/config.ts': ['src/auth/acl-file.ts'],
+};
+
 test('each room of src/ imports only the rooms it may (the broker nothing from the bridge)', () => {
   const graph = importGraph(['src']);
   const wrong: string[] = [];
@@ -116,6 +122,7 @@ test('each room of src/ imports only the rooms it may (the broker nothing from t
     for (const target of targets) {
       const to = roomOf(target);
       if (to === from || to === 'src/shared' || allowed.includes('*') || allowed.includes(to)) continue;
+      if (EXCEPTIONS[file]?.includes(target)) continue;
       wrong.push(`${file} → ${target} (${from} may not import ${to})`);
     }
   }

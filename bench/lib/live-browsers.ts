@@ -31,16 +31,20 @@ class Receiver {
   readonly rec = new LatencyRecorder();
   recording = false;
   received = 0;
+  /** Epoch ms of the last delivery recorded. */
+  lastAt = 0;
 
   onFrame = (buf: Buffer, start: number, end: number, now: number, compressed: boolean): void => {
     if (!this.recording) return;
     if (compressed) {
       this.received++; // counted, not read: inflating is not the browsers' cost we measure
+      this.lastAt = performance.timeOrigin + now;
       return;
     }
     const stamp = jsonNumberAfter(buf, start, end, SEQ_KEY);
     if (stamp <= 0) return;
     this.received++;
+    this.lastAt = performance.timeOrigin + now;
     this.rec.add((originMicros + now * 1000 - stamp) / 1000);
   };
 
@@ -52,7 +56,7 @@ class Receiver {
       progress: () => this.received,
       stop: async () => {
         this.recording = false;
-        return { latency: this.rec.snapshot(), received: this.received };
+        return { latency: this.rec.snapshot(), received: this.received, lastAt: this.lastAt };
       },
       close: async () => {
         for (const s of sockets) s.terminate();

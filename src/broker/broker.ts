@@ -8,6 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client, type Connection } from 'aedes';
+import { Acl } from '../auth/acl-file.js';
 import { LoginThrottle } from '../auth/login-throttle.js';
 import type { Identity, Registry } from '../auth/registry.js';
 import { canPublish, canSubscribe } from '../auth/rights.js';
@@ -16,12 +17,11 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
+import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { deliverAtMaxQos } from './conformance.js';
+import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
 import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
 import { releaseDeliveries } from './slow-subscriber.js';
-
-/** Where rejected messages go after their PUBACK: a `$` topic no filter of a client can reach. */
-export const DISCARD_TOPIC = '$telebridge/discarded';
 
 export type ListenerName = 'tcp' | 'tls' | 'ws';
 
@@ -48,9 +48,6 @@ export interface Broker {
   close(): Promise<void>;
 }
 
-/** Longest client id, characters (Aedes's `maxClientsIdLength` only applies to MQTT 3.1). */
-const MAX_CLIENT_ID_LENGTH = 128;
-
 /** Seconds a flooding client is refused after being disconnected. */
 const FLOOD_BAN_MS = 30_000;
 
@@ -61,12 +58,21 @@ function authError(message: string, returnCode: number): AuthenticateError {
 export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const { config, log, metrics, registry } = deps;
   const identities = new WeakMap<Client, Identity>();
-  const refusedClientId = new WeakSet<Client>();
+  const refused = new WeakMap<Client, ConnectRefusal>();
   const addresses = new WeakMap<Client, string>();
   /** Clients whose delivery functions are wrapped (done at their first SUBSCRIBE, see `wrapDeliveries`). */
   const subscribers = new WeakSet<Client>();
   const banned = new Map<string, number>();
   const throttle = new LoginThrottle();
+  /** BRIDGE_ACL_FILE: the rights of anonymous clients (config allows it only with BRIDGE_AUTH=off). */
+  const anonymous = config.acl ? new Acl(config.acl.rules) : undefined;
+
+  /** CONNACK 5 for a will on a topic the client may not publish to. */
+  const willRefusal = (client: Client, identity: Identity | undefined): AuthenticateError | undefined => {
+    const will = (client as unknown as { _will?: { topic: string } })._will;
+    if (!will || canPublish(identity, will.topic, anonymous)) return undefined;
+    return authError(`will topic '${will.topic}' is not allowed`, 5);
+  };
 
   const aedes = await Aedes.createBroker({
     ...(deps.cluster ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence } : {}),
@@ -74,28 +80,33 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     // A subscriber that stops reading is dropped within seconds instead of stalling delivery.
     drainTimeout: config.limits.drainTimeoutMs,
     connectTimeout: config.limits.connectTimeoutMs,
-    keepaliveLimit: config.limits.keepaliveLimitS,
+    // No limit in Aedes: it would answer with the reserved code 6 (connect-check.ts applies it).
+    keepaliveLimit: 0,
     maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
     maxTopicLevels: 32,
     heartbeatInterval: 60_000,
 
     preConnect(client, packet, callback) {
-      // [MQTT-3.1.3-8] a zero-byte client id with CleanSession 0 gets CONNACK 2; Aedes would invent one.
-      if (!packet.clientId && !packet.clean) refusedClientId.add(client);
-      // [MQTT-3.1.3-5] servers may refuse long client ids: CONNACK 2 like Aedes does for 3.1.
-      if (packet.clientId && packet.clientId.length > MAX_CLIENT_ID_LENGTH) refusedClientId.add(client);
+      const refusal = connectRefusal(packet, config.limits.keepaliveLimitS);
+      if (refusal) refused.set(client, refusal);
       callback(null, true);
     },
 
     authenticate(client, username, password, done) {
-      if (refusedClientId.has(client))
-        return done(authError('client id refused: empty with clean session 0, or too long', 2), false);
+      const refusal = refused.get(client);
+      if (refusal) {
+        if (refusal.log) log.warn({ clientId: client.id }, refusal.message);
+        return done(authError(refusal.message, refusal.returnCode), false);
+      }
       const bannedUntil = banned.get(client.id);
       if (bannedUntil !== undefined) {
         if (bannedUntil > Date.now()) return done(authError('temporarily refused after flooding', 3), false);
         banned.delete(client.id);
       }
-      if (!config.auth) return done(null, true);
+      if (!config.auth) {
+        const willRefused = willRefusal(client, undefined);
+        return willRefused ? done(willRefused, false) : done(null, true);
+      }
       const address = addresses.get(client) ?? 'unknown';
       const certificateName = verifiedCertificateName(client);
       const attempt = async (): Promise<Identity | undefined> => {
@@ -118,10 +129,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
           if (identity.kind === 'device' && client.id !== identity.id) {
             return done(authError(`client id must be the device id '${identity.id}'`, 2), false);
           }
-          const will = (client as unknown as { _will?: { topic: string } })._will;
-          if (will && !canPublish(identity, will.topic)) {
-            return done(authError(`will topic '${will.topic}' is not allowed`, 5), false);
-          }
+          const willRefused = willRefusal(client, identity);
+          if (willRefused) return done(willRefused, false);
           identities.set(client, identity);
           done(null, true);
         })
@@ -135,17 +144,17 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       // Aedes publishes wills of clients that are gone with client = null; their rights were
       // checked at CONNECT.
       const identity = client ? identities.get(client) : undefined;
-      if (client && config.auth && !canPublish(identity, packet.topic)) {
+      if (client && !canPublish(identity, packet.topic, anonymous)) {
         // [MQTT-3.3.5-2] a publish the server does not allow: MQTT 3.1.1 has no negative PUBACK,
         // so the connection is closed.
         return callback(new Error(`not authorized to publish to '${packet.topic}'`));
       }
-      if (packet.topic.startsWith('$')) return callback(new Error('publishing to $ topics is not allowed'));
       deps
         .pipeline()
         .handle(client?.id ?? '', packet.topic, packet.payload as Buffer)
         .then((outcome) => {
-          if (outcome === 'discard') {
+          // A client's publish to the broker's own `$` topics is acknowledged and dropped, as Mosquitto does.
+          if (outcome === 'discard' || isBrokerTopic(packet.topic)) {
             packet.topic = DISCARD_TOPIC;
             packet.retain = false;
           }
@@ -156,17 +165,16 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     authorizeSubscribe(client, subscription, callback) {
       wrapDeliveries(client);
       const identity = identities.get(client);
-      if (
-        subscription.topic.startsWith('$telebridge') ||
-        (config.auth && !canSubscribe(identity, subscription.topic))
-      ) {
+      if (isHiddenFilter(subscription.topic) || !canSubscribe(identity, subscription.topic, anonymous)) {
         return callback(null, null); // SUBACK 0x80
       }
       callback(null, subscription);
     },
 
     authorizeForward(_client, packet: AedesPublishPacket) {
-      return packet.topic === DISCARD_TOPIC ? null : packet;
+      if (packet.topic === DISCARD_TOPIC) return null;
+      // A granted wildcard subscription may still cover topics the ACL denies reading.
+      return anonymous && !anonymous.canRead(packet.topic) ? null : packet;
     },
   });
 

@@ -11,6 +11,9 @@
  *    through whichever matching subscription its router calls first, and caps the QoS at that of a
  *    subscription whose filter equals the topic. `deliverAtMaxQos` makes the one copy it delivers
  *    carry the highest QoS of all the client's matching subscriptions (never above the PUBLISH's).
+ * 3. `$` topics (§4.7.2). Aedes's router keeps `$` topics from filters that start with a wildcard,
+ *    but its retained store does not: `deliverAtMaxQos` drops a retained `$` message that none of
+ *    the client's filters matches under [MQTT-4.7.2-1].
  */
 import { isUtf8 } from 'node:buffer';
 import type { Client } from 'aedes';
@@ -192,8 +195,13 @@ export function deliverAtMaxQos(client: Client): void {
       const sub = c.subscriptions[filter]!;
       if (topicMatches(filter, packet.topic)) max = Math.max(max, granted(sub));
     }
-    // Not through a subscription (Aedes's `client.publish`): as Aedes would.
-    if (max < 0) return packet.qos === 0 ? deliver0(packet, cb) : deliverQoS(packet, cb);
+    if (max < 0) {
+      // [MQTT-4.7.2-1] a retained `$` message that Aedes's retained store matched against a filter
+      // starting with a wildcard (its router already skips live ones).
+      if (packet.topic.charCodeAt(0) === 36) return cb(); // '$'
+      // Not through a subscription (Aedes's `client.publish`): as Aedes would.
+      return packet.qos === 0 ? deliver0(packet, cb) : deliverQoS(packet, cb);
+    }
     // [MQTT-3.3.5-1] deliver respecting the maximum QoS of all matching subscriptions, never
     // above the QoS the message was published with.
     const qos = Math.min(packet.qos, max);

@@ -47,7 +47,15 @@ export function findBinary(name: string): string | undefined {
 export function requireBinary(name: string, debianPackage: string): { path?: string; skip?: string } {
   const path = findBinary(name);
   if (path) return { path };
-  const message = `MISSING SERVICE: '${name}' not found (Debian package '${debianPackage}'); its tests cannot run`;
+  return missingService(`'${name}' not found (Debian package '${debianPackage}'); its tests cannot run`);
+}
+
+/**
+ * Something a test needs is missing (a binary, a test suite on disk): under CI=true this throws, so
+ * the run fails; otherwise it says so loudly and returns the skip reason.
+ */
+export function missingService(what: string): { skip: string } {
+  const message = `MISSING SERVICE: ${what}`;
   if (process.env['CI'] === 'true') throw new Error(message);
   console.error(`\n*** ${message} — SKIPPING ***\n`);
   return { skip: message };

@@ -32,6 +32,7 @@ import type { Config } from '../../config.js';
 import { type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import { DEVICE_ID_RE } from '../../topics.js';
+import { WsHeartbeat } from '../../ws-heartbeat.js';
 import { TokenBucket } from '../rate-limit.js';
 import type { LiveBroker } from './broker.js';
 import type { ClientRegistry, LiveClient } from './client.js';
@@ -78,6 +79,7 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
   const frames = new FrameCache();
+  const heartbeat = new WsHeartbeat();
   /** Sockets corked in this event-loop turn; each at most once, so bounded by the connections. */
   const corked: Duplex[] = [];
   const uncorkAll = () => {
@@ -132,7 +134,6 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
     const scope = claims.feeds.map(parseFeedFilter).filter(isFeedPattern);
     const bucket = new TokenBucket(config.live.rate, config.live.burst);
     let strikes = 0;
-    let alive = true;
     let closeTimer: NodeJS.Timeout | undefined;
     const onSent = (err?: Error | null) => {
       if (!err) session.onWritten();
@@ -166,13 +167,7 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
         deps.registry.remove(client);
       }),
       tick() {
-        if (!alive) {
-          log.debug({ jti: claims.jti }, 'live: no pong, terminating');
-          ws.terminate();
-          return;
-        }
-        alive = false;
-        ws.ping();
+        if (!heartbeat.beat(ws)) log.debug({ jti: claims.jti }, 'live: no pong, terminated');
       },
       shutdown: closeWs,
       kill: () => ws.terminate(),
@@ -185,9 +180,7 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
         id === undefined ? { type: 'error', code, message } : { type: 'error', id, code, message },
       );
 
-    ws.on('pong', () => {
-      alive = true;
-    });
+    heartbeat.watch(ws);
     ws.on('error', (err) => log.debug({ err: err.message, jti: claims.jti }, 'live: connection error'));
     ws.on('close', () => {
       if (closeTimer) clearTimeout(closeTimer);
