@@ -1,5 +1,5 @@
 /**
- * Spool engine benchmark: the append-only segment log (src/bridge/spool.ts, fs.promises + fdatasync,
+ * Spool engine benchmark: the append-only segment log (src/bridge/storage/spool.ts, fs.promises + fdatasync,
  * group commit) against better-sqlite3 12 in WAL mode with synchronous=FULL (group commit by one
  * transaction per event-loop turn; better-sqlite3 is synchronous, so every commit blocks the loop).
  *

@@ -1,4 +1,4 @@
-// The dashboard's static files (src/bridge/live/static.ts) over a real HTTP server: content types,
+// The dashboard's static files (src/broker/listeners/static.ts) over a real HTTP server: content types,
 // caching, 404 under /assets/, false for paths it does not own, and no directory traversal.
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';

@@ -57,7 +57,6 @@ describe('VictoriaMetrics through the v2 API', () => {
             { time: t0 + seq * 10, values: { temperature_c: seq / 4, humidity: d }, labels: { site: 'a b' } },
           ],
         });
-        metrics.samplesReceived.inc(lines.length);
         await storage.append(lines);
       }
     }

@@ -11,8 +11,10 @@
  * the same for the Redis relay in cluster mode. One test per patched behaviour:
  * src/broker/aedes-internals.test.ts and the security-* integration tests named there.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { dirname, join } from 'node:path';
 import { Duplex, Readable } from 'node:stream';
 import type { Aedes, Client } from 'aedes';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
@@ -22,10 +24,12 @@ const require = createRequire(import.meta.url);
 /** The Aedes version the internals below were written against (package.json pins it exactly). */
 export const AEDES_VERSION = '1.2.0';
 
-/** The installed version of a package, for messages. */
+/** The installed version of a package, for messages (read beside its entry point: not every package exports package.json). */
 function installedVersion(name: string): string {
   try {
-    return (require(`${name}/package.json`) as { version: string }).version;
+    let dir = dirname(require.resolve(name));
+    while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+    return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
   } catch {
     return 'unknown';
   }
