@@ -1,5 +1,5 @@
 /**
- * Live feeds and feed filters (contract §5). A feed is `telemetry/<device>` or `status/<device>`;
+ * Room: shared. Live feeds and feed filters (contract §5). A feed is `telemetry/<device>` or `status/<device>`;
  * a filter is an MQTT topic filter (`+` one level, `#` the rest, including the parent level) over
  * that two-level space.
  *

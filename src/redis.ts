@@ -1,5 +1,5 @@
 /**
- * Redis connections for cluster mode (REDIS_URL) and their shared health.
+ * Room: shared. Redis connections for cluster mode (REDIS_URL) and their shared health.
  *
  * Every connection of the bridge (live stream publisher and reader, MQTT relay pub/sub, MQTT session
  * store) is made here and watched by one `RedisHealth`: `/readyz` is not ready while any of them is

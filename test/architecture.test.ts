@@ -128,3 +128,15 @@ test('each room of src/ imports only the rooms it may (the broker nothing from t
   }
   assert.deepEqual(wrong, []);
 });
+
+test('every source file of src/ names its room in its header', () => {
+  const wrong: string[] = [];
+  for (const file of sourceFiles(join(root, 'src'))) {
+    const rel = relative(root, file);
+    const header = /^\/\*\*\n \* Room: ([a-z/]+)[ .(]/.exec(readFileSync(file, 'utf8'))?.[1];
+    const room = roomOf(rel);
+    const expected = room === 'src/app' ? 'composition' : room === 'src/shared' ? 'shared' : room.slice(4);
+    if (header !== expected) wrong.push(`${rel}: ${header ?? 'no Room: line'} (expected ${expected})`);
+  }
+  assert.deepEqual(wrong, []);
+});

@@ -1,5 +1,5 @@
 /**
- * Browser tokens for the live channel: JWTs signed with HS256 (`jose`), carrying the feed filters the
+ * Room: auth. Browser tokens for the live channel: JWTs signed with HS256 (`jose`), carrying the feed filters the
  * holder may subscribe to and whether it may send commands.
  *
  * - The signing key is 32 random bytes, generated once in `<dataDir>/token-key` (mode 0600). Deleting

@@ -1,5 +1,5 @@
 /**
- * Decode and check one mapped MQTT payload (contract §3), in the contract's order: size, decode,
+ * Room: bridge. Decode and check one mapped MQTT payload (contract §3), in the contract's order: size, decode,
  * device id, sample count, value and label counts, names, label values, finite values, time.
  * The first failing check names the rejection reason.
  */

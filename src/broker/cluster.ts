@@ -1,5 +1,5 @@
 /**
- * Cluster mode for Aedes (REDIS_URL): the message relay between instances (`mq`, mqemitter-redis:
+ * Room: broker. Cluster mode for Aedes (REDIS_URL): the message relay between instances (`mq`, mqemitter-redis:
  * Redis pub/sub) and the MQTT session store (`persistence`, aedes-persistence-redis: subscriptions of
  * persistent sessions, retained messages, QoS 1 queues of offline persistent sessions, wills), shared
  * by every instance.

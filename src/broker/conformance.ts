@@ -1,5 +1,5 @@
 /**
- * MQTT 3.1.1 rules that Aedes 1.2 does not enforce, kept apart from policy.
+ * Room: broker. MQTT 3.1.1 rules that Aedes 1.2 does not enforce, kept apart from policy.
  *
  * 1. UTF-8 strings (§1.5.3). mqtt-packet decodes strings with `Buffer#toString('utf8')`, which turns
  *    ill-formed bytes into U+FFFD, so after decoding nobody can tell a broken topic from a real

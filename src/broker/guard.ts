@@ -1,5 +1,5 @@
 /**
- * The packet guard, between a client's byte stream (TCP, TLS or WebSocket) and Aedes. It reads every MQTT fixed header as bytes arrive and fails the connection as soon as a
+ * Room: broker. The packet guard, between a client's byte stream (TCP, TLS or WebSocket) and Aedes. It reads every MQTT fixed header as bytes arrive and fails the connection as soon as a
  * packet announces a remaining length over the limit, before its body is buffered anywhere, however
  * the bytes are split into chunks or frames. Bodies pass through untouched (no copies); the UTF-8
  * strings of CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE are checked on the way (conformance.ts).

@@ -1,5 +1,5 @@
 /**
- * The per-client publish rate (`BRIDGE_DEVICE_RATE` a second, burst `BRIDGE_DEVICE_BURST`), as
+ * Room: broker. The per-client publish rate (`BRIDGE_DEVICE_RATE` a second, burst `BRIDGE_DEVICE_BURST`), as
  * contract §3 has it: "Rate limits never lose what was acknowledged".
  *
  * QoS 1 and 2 are slowed, never dropped: a message over the rate waits here for its token before the

@@ -1,5 +1,5 @@
 /**
- * Keeps one subscriber that stops reading from holding up everyone else.
+ * Room: broker. Keeps one subscriber that stops reading from holding up everyone else.
  *
  * Aedes routes each message through its emitter with a fixed concurrency (100), and a delivery's
  * callback fires only once the subscriber's socket has taken the bytes; a socket that does not

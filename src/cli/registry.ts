@@ -1,5 +1,5 @@
 /**
- * `telebridge devices add|list|remove` and `telebridge users add|list|remove`: credentials in the
+ * Room: cli. `telebridge devices add|list|remove` and `telebridge users add|list|remove`: credentials in the
  * data directory. `add` prints the secret once, alone on the last line (scripts take `tail -n1`).
  */
 import type { Command } from 'commander';

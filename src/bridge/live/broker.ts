@@ -1,5 +1,5 @@
 /**
- * The live broker: the one ordering of every streamed message (cursors), the bounded history kept for
+ * Room: bridge/live. The live broker: the one ordering of every streamed message (cursors), the bounded history kept for
  * resume, and the latest state per feed for snapshots. The in-memory implementation
  * (`broker-memory.ts`) serves one instance; a Redis Streams implementation (stream IDs as cursors,
  * shared by all instances) can replace it behind this interface.

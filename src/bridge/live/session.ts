@@ -1,5 +1,5 @@
 /**
- * One browser connection's view of the live channel, whatever carries it (WebSocket or SSE):
+ * Room: bridge/live. One browser connection's view of the live channel, whatever carries it (WebSocket or SSE):
  * its subscriptions, snapshots, resume from a cursor, and backpressure.
  *
  * Backpressure, per connection, on the transport's buffered bytes (never awaited in the fan-out):

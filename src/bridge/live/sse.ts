@@ -1,5 +1,5 @@
 /**
- * `GET /live/sse?feeds=a,b&token=T`: the live channel's objects as Server-Sent Events (contract §5).
+ * Room: bridge/live. `GET /live/sse?feeds=a,b&token=T`: the live channel's objects as Server-Sent Events (contract §5).
  * Streamed messages carry `id: <cursor>`, so a browser's EventSource resumes by itself with
  * `Last-Event-ID` (or a client passes `?since=`). Control objects (`subscribed`, `replayed`, `gap`) are
  * `data:` lines without an id, which leaves the last id unchanged. Same token, scope, feed limit and

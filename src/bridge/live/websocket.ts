@@ -1,5 +1,5 @@
 /**
- * `/live`: JSON over WebSocket (contract §5) on `ws` with `noServer`, so the one HTTP server routes
+ * Room: bridge/live. `/live`: JSON over WebSocket (contract §5) on `ws` with `noServer`, so the one HTTP server routes
  * upgrades by path. The token is checked before the upgrade (401 and no upgrade otherwise).
  *
  * Limits: inbound frames ≤ 4 KiB (`ws` closes with 1009 beyond), ≤ 100 feeds, a token bucket on

@@ -1,5 +1,5 @@
 /**
- * Drains the spool into InfluxDB, oldest first, one request at a time (order is kept).
+ * Room: bridge/storage. Drains the spool into InfluxDB, oldest first, one request at a time (order is kept).
  *
  * HTTP: the `@influxdata/influxdb-client` Transport (`InfluxDB.transport.request`) for both APIs —
  * v2 `POST /api/v2/write?org&bucket&precision=ms` (Authorization: Token) and v1

@@ -1,5 +1,5 @@
 /**
- * Reading / StatusChange → InfluxDB line protocol (contract §4), encoded once per accepted message.
+ * Room: bridge/storage. Reading / StatusChange → InfluxDB line protocol (contract §4), encoded once per accepted message.
  *
  * - `telemetry`: one point per sample; tags `device_id` + the sample's labels (tag keys sorted, as
  *   InfluxDB recommends for write performance); one float field per value; timestamp in ms (the

@@ -1,5 +1,5 @@
 /**
- * The bridge's own health figures as InfluxDB line protocol, so the bundled Grafana shows the bridge
+ * Room: bridge/storage. The bridge's own health figures as InfluxDB line protocol, so the bundled Grafana shows the bridge
  * from the same database as the telemetry (no Prometheus needed). The composition root calls
  * `lines()` every `INFLUX_SELF_METRICS_MS` and appends the result to the spool like any reading.
  *

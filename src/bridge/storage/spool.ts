@@ -1,5 +1,5 @@
 /**
- * The durable spool: an on-disk FIFO of line-protocol lines between acceptance and InfluxDB, in
+ * Room: bridge/storage. The durable spool: an on-disk FIFO of line-protocol lines between acceptance and InfluxDB, in
  * `<dataDir>/spool/`. Engine: an append-only segment log written with fs.promises + fdatasync (the
  * choice and its measurements are in docs/decisions.md and bench/spool.ts).
  *
