@@ -16,11 +16,11 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { TokenBucket } from '../rate-limit.js';
 import type { SchemaRegistry } from '../schemas/registry.js';
 import { wildcardLevel } from '../topics.js';
 import { readingToLines, statusToLine } from './line-protocol.js';
 import type { LiveChannel } from './live/types.js';
-import { TokenBucket } from './rate-limit.js';
 import type { Reading, StatusChange } from './reading.js';
 import type { Storage } from './storage.js';
 import { type Rejected, validate } from './validate.js';
