@@ -17,7 +17,13 @@ import { Acl } from './acl-file.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { deliverAtMaxQos } from './conformance.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
-import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
+import {
+  GuardedStream,
+  type GuardOptions,
+  guardSocket,
+  type OutboundSink,
+  type PausableSource,
+} from './guard.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { Identity, Registry } from './registry.js';
 import { canPublish, canSubscribe } from './rights.js';
@@ -38,8 +44,17 @@ export interface BrokerDeps {
 
 export interface Broker {
   readonly aedes: Aedes;
-  /** Wraps a client stream in the packet guard and hands it to Aedes (MQTT over WebSocket). */
-  handle(stream: Connection, sink: OutboundSink, listener: ListenerName, req?: IncomingMessage): void;
+  /**
+   * Wraps a client stream in the packet guard and hands it to Aedes (MQTT over WebSocket); `source`
+   * is paused with it when the stream does not stop reading by itself (guard.ts).
+   */
+  handle(
+    stream: Connection,
+    sink: OutboundSink,
+    listener: ListenerName,
+    req?: IncomingMessage,
+    source?: PausableSource,
+  ): void;
   /** Guards a TCP or TLS socket in place and hands the socket itself to Aedes (`guardSocket`). */
   handleSocket(socket: Socket, listener: Extract<ListenerName, 'tcp' | 'tls'>): void;
   /** Publishes from the bridge itself (rejections, commands). */
@@ -218,9 +233,14 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const noop = () => {};
   return {
     aedes,
-    handle(stream, sink, listener, req) {
+    handle(stream, sink, listener, req, source) {
       metrics.connections.inc({ listener });
-      const guarded = new GuardedStream(stream as GuardedStream['inner'], sink, guardOptions[listener]);
+      const guarded = new GuardedStream(
+        stream as GuardedStream['inner'],
+        sink,
+        guardOptions[listener],
+        source,
+      );
       // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection.
       guarded.on('close', connectionClosed[listener]);
       // Not `req`: Aedes would keep the upgrade request (headers and all, ~1 KiB) for the connection's
