@@ -108,14 +108,18 @@ export class PublishPace {
   /** The connection is gone: what waits is never run (it was never acknowledged either). */
   close(): void {
     this.closed = true;
-    if (this.held) delete (this.conn as Partial<Readable>).read;
+    if (this.held) this.conn.read = ownRead(this.conn);
     this.waiting.length = 0;
     this.head = 0;
     clearTimeout(this.timer);
     this.timer = undefined;
   }
 
-  /** Its reader gets nothing (an own `read` over the stream's); refills of the buffer go on. */
+  /**
+   * Its reader gets nothing (an own `read` over the stream's); refills of the buffer go on. The own
+   * property is assigned back, never deleted: deleting would turn the socket into a slow
+   * dictionary-mode object.
+   */
   private hold(): void {
     this.held = true;
     this.conn.read = heldRead;
@@ -124,7 +128,7 @@ export class PublishPace {
   /** Reads again: 'readable' makes the reader pull what was buffered meanwhile. */
   private unhold(): void {
     this.held = false;
-    delete (this.conn as Partial<Readable>).read;
+    this.conn.read = ownRead(this.conn);
     process.nextTick(emitReadable, this.conn);
   }
 
@@ -164,8 +168,12 @@ export class PublishPace {
  * the high-water mark, where the socket stops reading): it goes on; anything else gets nothing yet.
  */
 function heldRead(this: Readable, n?: number): unknown {
-  if (n !== 0) return null;
-  return (Object.getPrototypeOf(this) as Readable).read.call(this, 0);
+  return n === 0 ? ownRead(this).call(this, 0) : null;
+}
+
+/** The stream's class's own `read` (net.Socket has its own, over Readable's). */
+function ownRead(conn: Readable): Readable['read'] {
+  return (Object.getPrototypeOf(conn) as Readable).read;
 }
 
 function emitReadable(conn: Readable): void {
