@@ -101,7 +101,6 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     storage,
     sendRejection: (deviceId, rejection) =>
       broker.publish(`devices/${deviceId}/errors`, Buffer.from(rejectionType.encode(rejection).finish()), 1),
-    disconnect: (clientId, why) => broker.disconnect(clientId, why),
   });
   const live = createLiveChannel({
     config,

@@ -31,6 +31,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['reason'] as const,
       registers,
     }),
+    publishesDelayed: new Counter({
+      name: 'bridge_publishes_delayed_total',
+      help: 'QoS 1/2 PUBLISH packets held back by the per-client rate limit until their token was due (backpressure; none is dropped).',
+      registers,
+    }),
     samplesReceived: new Counter({
       name: 'bridge_samples_received_total',
       help: 'Points the bridge took responsibility for: accepted samples and status changes (acknowledged and spooled), rejected samples, and points recovered from the spool at start-up.',

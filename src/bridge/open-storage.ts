@@ -7,6 +7,8 @@
  *     + bridge_dead_lettered_points_total + bridge_backlog_points
  * The pipeline counts what it acknowledged (accepted points and rejected samples); storage counts
  * what it recovered from the spool at start-up as received too, since this run now answers for it.
+ * QoS 0 messages dropped over the rate limit are outside it (never decoded, never taken on); they
+ * are counted as messages in bridge_rejected_total{reason="rate_limited"}.
  */
 import { join } from 'node:path';
 import type { Config } from '../config.js';

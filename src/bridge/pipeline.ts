@@ -1,7 +1,7 @@
 /**
  * What happens to a PUBLISH that the broker's rights check let through:
  *
- *   PUBLISH ─▶ rate limit ─▶ schema registry ──unmapped──────────────────────────────▶ relay (plain broker)
+ *   PUBLISH ─▶ schema registry ──unmapped───────────────────────────────────────────▶ relay (plain broker)
  *                                  │ mapped
  *                                  ▼
  *                           validate (contract §3) ──fail──▶ Rejection on devices/D/errors, counted,
@@ -12,6 +12,9 @@
  * The broker acknowledges (PUBACK) only when `handle` resolves; a rejection makes it resolve with
  * 'discard' so the message is acknowledged but routed nowhere. When storage is full `handle`
  * rejects: the connection is closed unacknowledged and the device keeps its data.
+ *
+ * The per-client rate limit is the broker's, before this (src/broker/publish-rate.ts): QoS 1/2 over
+ * it reach `handle` later, QoS 0 over it is dropped there and reported here (`rateLimited`).
  */
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -20,7 +23,6 @@ import type { SchemaRegistry } from '../schemas/registry.js';
 import { wildcardLevel } from '../topics.js';
 import { readingToLines, statusToLine } from './line-protocol.js';
 import type { LiveChannel } from './live/types.js';
-import { TokenBucket } from './rate-limit.js';
 import type { Reading, StatusChange } from './reading.js';
 import type { Storage } from './storage.js';
 import { type Rejected, validate } from './validate.js';
@@ -38,44 +40,24 @@ export interface PipelineDeps {
     deviceId: string,
     rejection: { seq: number; reason: string; detail: string },
   ) => void;
-  /** Disconnects a client that keeps flooding; it may come back after the ban. */
-  readonly disconnect: (clientId: string, why: string) => void;
 }
-
-/** Consecutive rate-limited messages after which a device is disconnected (and banned a while). */
-const FLOOD_DISCONNECT_AFTER = 100;
 
 export class Pipeline {
   /** Set after construction: the live channel needs the broker, the broker needs the pipeline. */
   live: LiveChannel | undefined;
-  private readonly buckets = new Map<string, TokenBucket>();
-  private readonly floods = new Map<string, number>();
 
   constructor(private readonly deps: PipelineDeps) {}
 
   /**
-   * @param clientId the publishing client (rate limits are per client)
+   * @param clientId the publishing client (names the device when the topic does not)
    * @returns how the broker should route the message once acknowledged
    * @throws when the message must not be acknowledged (storage full): close the connection
    */
   async handle(clientId: string, topic: string, payload: Buffer): Promise<Outcome> {
-    const { schemas, metrics, config } = this.deps;
-    const mapping = schemas.match(topic);
-    metrics.messages.inc({
-      topic_kind: mapping?.kind === 'telemetry' || mapping?.kind === 'status' ? mapping.kind : 'other',
-    });
+    const { config } = this.deps;
+    const mapping = this.match(topic);
     if (!mapping) return 'relay';
     const deviceId = wildcardLevel(mapping.filter, topic) ?? clientId;
-    if (!this.allow(clientId)) {
-      this.reject(deviceId, {
-        ok: false,
-        reason: 'rate_limited',
-        detail: `over ${config.limits.deviceRate} messages/s`,
-        seq: 0,
-        samples: 0,
-      });
-      return 'discard';
-    }
     const result = validate(mapping, topic, payload, config.maxPayloadBytes, Date.now());
     if (!result.ok) {
       this.reject(deviceId, result);
@@ -93,10 +75,24 @@ export class Pipeline {
     await this.accept(lines, undefined, undefined);
   }
 
-  /** Forget per-client state when a client goes. */
-  forget(clientId: string): void {
-    this.buckets.delete(clientId);
-    this.floods.delete(clientId);
+  /**
+   * A QoS 0 message the broker dropped over the client's rate (contract §3): counted as
+   * `rate_limited` and reported on the device's errors topic. It was never decoded, so it names no
+   * seq and no samples, and stays outside the loss ledger (nothing was taken responsibility for).
+   */
+  rateLimited(clientId: string, topic: string, detail: string): void {
+    const mapping = this.match(topic);
+    const deviceId = (mapping && wildcardLevel(mapping.filter, topic)) ?? clientId;
+    this.reject(deviceId, { ok: false, reason: 'rate_limited', detail, seq: 0, samples: 0 });
+  }
+
+  /** The topic's schema mapping, counting the message by its kind. */
+  private match(topic: string) {
+    const mapping = this.deps.schemas.match(topic);
+    this.deps.metrics.messages.inc({
+      topic_kind: mapping?.kind === 'telemetry' || mapping?.kind === 'status' ? mapping.kind : 'other',
+    });
+    return mapping;
   }
 
   private async accept(
@@ -111,27 +107,6 @@ export class Pipeline {
     }
     if (reading) this.live?.publishTelemetry(reading);
     if (status) this.live?.publishStatus(status);
-  }
-
-  private allow(clientId: string): boolean {
-    const { deviceRate, deviceBurst } = this.deps.config.limits;
-    if (deviceRate === 0) return true;
-    let bucket = this.buckets.get(clientId);
-    if (!bucket) {
-      bucket = new TokenBucket(deviceRate, deviceBurst);
-      this.buckets.set(clientId, bucket);
-    }
-    if (bucket.take()) {
-      this.floods.delete(clientId);
-      return true;
-    }
-    const floods = (this.floods.get(clientId) ?? 0) + 1;
-    this.floods.set(clientId, floods);
-    if (floods >= FLOOD_DISCONNECT_AFTER) {
-      this.floods.delete(clientId);
-      this.deps.disconnect(clientId, `flooding: ${floods} messages over the rate limit in a row`);
-    }
-    return false;
   }
 
   private reject(deviceId: string, r: Rejected): void {

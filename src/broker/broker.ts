@@ -1,11 +1,12 @@
 /**
  * Aedes with telebridge's policy in its hooks. The broker owns no socket: listeners hand it guarded
- * streams (`handle`). Authentication, topic rights and the pipeline run in Aedes's hooks; a message
- * the pipeline rejects is acknowledged and then routed to a topic nobody can receive.
+ * streams (`handle`). Authentication, topic rights, the publish rate and the pipeline run in Aedes's
+ * hooks; a message the pipeline rejects is acknowledged and then routed to a topic nobody can receive.
  */
 
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client, type Connection } from 'aedes';
 import type { Pipeline } from '../bridge/pipeline.js';
@@ -17,8 +18,15 @@ import { Acl } from './acl-file.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { deliverAtMaxQos } from './conformance.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
-import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
+import {
+  GuardedStream,
+  type GuardOptions,
+  guardSocket,
+  type OutboundSink,
+  type PausableSource,
+} from './guard.js';
 import { LoginThrottle } from './login-throttle.js';
+import { PublishPace } from './publish-rate.js';
 import type { Identity, Registry } from './registry.js';
 import { canPublish, canSubscribe } from './rights.js';
 import { releaseDeliveries } from './slow-subscriber.js';
@@ -38,17 +46,25 @@ export interface BrokerDeps {
 
 export interface Broker {
   readonly aedes: Aedes;
-  /** Wraps a client stream in the packet guard and hands it to Aedes (MQTT over WebSocket). */
-  handle(stream: Connection, sink: OutboundSink, listener: ListenerName, req?: IncomingMessage): void;
+  /**
+   * Wraps a client stream in the packet guard and hands it to Aedes (MQTT over WebSocket); `source`
+   * is paused with it when the stream does not stop reading by itself (guard.ts).
+   */
+  handle(
+    stream: Connection,
+    sink: OutboundSink,
+    listener: ListenerName,
+    req?: IncomingMessage,
+    source?: PausableSource,
+  ): void;
   /** Guards a TCP or TLS socket in place and hands the socket itself to Aedes (`guardSocket`). */
   handleSocket(socket: Socket, listener: Extract<ListenerName, 'tcp' | 'tls'>): void;
   /** Publishes from the bridge itself (rejections, commands). */
   publish(topic: string, payload: Buffer, qos: 0 | 1): void;
-  disconnect(clientId: string, why: string): void;
   close(): Promise<void>;
 }
 
-/** Seconds a flooding client is refused after being disconnected. */
+/** Milliseconds a flooding client is refused after being disconnected. */
 const FLOOD_BAN_MS = 30_000;
 
 function authError(message: string, returnCode: number): AuthenticateError {
@@ -73,6 +89,62 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     if (!will || canPublish(identity, will.topic, anonymous)) return undefined;
     return authError(`will topic '${will.topic}' is not allowed`, 5);
   };
+
+  /** Per connection, made at its first rate-limited PUBLISH (an idle device carries none). */
+  const paces = new WeakMap<Client, PublishPace>();
+  const { deviceRate, deviceBurst } = config.limits;
+
+  /**
+   * The per-client publish rate (contract §3, publish-rate.ts): QoS 1/2 go on to `ingest` when their
+   * token is due, the connection held meanwhile; QoS 0 over the rate is acknowledged as far as QoS 0
+   * goes, routed nowhere and reported (`rate_limited`), and a flood of it is cut off and banned.
+   */
+  function limitRate(
+    client: Client,
+    packet: { qos: number; topic: string; retain: boolean },
+    ingest: () => void,
+    callback: (err: Error | null) => void,
+  ): void {
+    let pace = paces.get(client);
+    if (!pace) {
+      pace = new PublishPace(deviceRate, deviceBurst, client.conn as unknown as Readable);
+      paces.set(client, pace);
+    }
+    if (packet.qos === 0) {
+      const admission = pace.admit();
+      if (admission === 'pass') {
+        ingest();
+        return;
+      }
+      deps.pipeline().rateLimited(client.id, packet.topic, `over ${deviceRate} messages/s`);
+      discard(packet);
+      callback(null);
+      if (admission === 'flood') {
+        // It may come back after the ban; until then CONNACK 3.
+        banned.set(client.id, Date.now() + FLOOD_BAN_MS);
+        log.warn({ clientId: client.id }, 'client disconnected: flooding QoS 0 over the rate limit');
+        client.close();
+      }
+      return;
+    }
+    const held = pace;
+    const paced = pace.pace(() => {
+      if (client.closed) {
+        held.close();
+        return;
+      }
+      // Aedes refreshes the keepalive as it parses a packet; a packet held here was received, so it
+      // counts from when it goes on, or a long wait would look like a silent client ([MQTT-3.1.2-24]).
+      (client as unknown as { _keepaliveTimer?: NodeJS.Timeout | null })._keepaliveTimer?.refresh();
+      ingest();
+    });
+    if (paced === 'waits') metrics.publishesDelayed.inc();
+    else if (paced === 'overflow') {
+      log.warn({ clientId: client.id, waiting: held.backlog }, 'rate limit: too many messages waiting');
+      // Closes the connection: nothing of it was acknowledged, the device sends it again.
+      callback(new Error('too many messages waiting for the rate limit'));
+    }
+  }
 
   const aedes = await Aedes.createBroker({
     ...(deps.cluster ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence } : {}),
@@ -149,17 +221,21 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         // so the connection is closed.
         return callback(new Error(`not authorized to publish to '${packet.topic}'`));
       }
-      deps
-        .pipeline()
-        .handle(client?.id ?? '', packet.topic, packet.payload as Buffer)
-        .then((outcome) => {
-          // A client's publish to the broker's own `$` topics is acknowledged and dropped, as Mosquitto does.
-          if (outcome === 'discard' || isBrokerTopic(packet.topic)) {
-            packet.topic = DISCARD_TOPIC;
-            packet.retain = false;
-          }
-          callback(null);
-        }, callback);
+      const ingest = () => {
+        deps
+          .pipeline()
+          .handle(client?.id ?? '', packet.topic, packet.payload as Buffer)
+          .then((outcome) => {
+            // A client's publish to the broker's own `$` topics is acknowledged and dropped, as
+            // Mosquitto does.
+            if (outcome === 'discard' || isBrokerTopic(packet.topic)) discard(packet);
+            callback(null);
+          }, callback);
+      };
+      // The rate counts what the bridge ingests (mapped topics), as the client sends it. A will is
+      // published as its client closes (`client.closed`): never held back, never dropped.
+      if (!client || client.closed || deviceRate === 0 || !deps.schemas.match(packet.topic)) return ingest();
+      limitRate(client, packet, ingest, callback);
     },
 
     authorizeSubscribe(client, subscription, callback) {
@@ -178,7 +254,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     },
   });
 
-  aedes.on('clientDisconnect', (client) => deps.pipeline().forget(client.id));
+  aedes.on('clientDisconnect', (client) => paces.get(client)?.close());
   aedes.on('clientError', (client, err) =>
     log.debug({ clientId: client.id, err: err.message }, 'client error'),
   );
@@ -218,9 +294,14 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const noop = () => {};
   return {
     aedes,
-    handle(stream, sink, listener, req) {
+    handle(stream, sink, listener, req, source) {
       metrics.connections.inc({ listener });
-      const guarded = new GuardedStream(stream as GuardedStream['inner'], sink, guardOptions[listener]);
+      const guarded = new GuardedStream(
+        stream as GuardedStream['inner'],
+        sink,
+        guardOptions[listener],
+        source,
+      );
       // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection.
       guarded.on('close', connectionClosed[listener]);
       // Not `req`: Aedes would keep the upgrade request (headers and all, ~1 KiB) for the connection's
@@ -240,13 +321,14 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     publish(topic, payload, qos) {
       aedes.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, noop);
     },
-    disconnect(clientId, why) {
-      banned.set(clientId, Date.now() + FLOOD_BAN_MS);
-      log.warn({ clientId, why }, 'client disconnected');
-      (aedes as unknown as { clients: Record<string, Client> }).clients[clientId]?.close();
-    },
     close: () => new Promise<void>((resolve) => aedes.close(() => resolve())),
   };
+}
+
+/** Routes an acknowledged message nowhere: no client can subscribe to DISCARD_TOPIC. */
+function discard(packet: { topic: string; retain: boolean }): void {
+  packet.topic = DISCARD_TOPIC;
+  packet.retain = false;
 }
 
 /** The CN of a client certificate verified against BRIDGE_TLS_CA, if any. */

@@ -239,10 +239,21 @@ function guardedPush(this: GuardedSocket, chunk: unknown, encoding?: BufferEncod
   return Duplex.prototype.push.call(this, chunk, encoding);
 }
 
+/** What reads a connection from the network, when pausing the stream above it does not stop it. */
+export interface PausableSource {
+  pause(): void;
+  resume(): void;
+}
+
 /**
  * Wraps a client connection; hand the result to `aedes.handle`. Inbound bytes come from `inner` (the
  * socket, or websocket-stream's readable side) through the fixed-header guard; outbound bytes go to
  * `sink` directly, without a second stream's buffering in between.
+ *
+ * Backpressure: while Aedes does not read (a packet of its last read is still being handled, such as
+ * one waiting for the publish rate), this stream's buffer fills and `inner` and `source` are paused.
+ * websocket-stream pushes every frame `ws` hands it whatever its reader does, so for MQTT over
+ * WebSocket `source` is the `ws` socket itself: pausing it stops reading the TCP socket.
  */
 export class GuardedStream extends Duplex {
   private readonly reader: FixedHeaderReader;
@@ -251,6 +262,7 @@ export class GuardedStream extends Duplex {
     readonly inner: Duplex,
     private readonly sink: OutboundSink,
     private readonly options: GuardOptions,
+    private readonly source?: PausableSource,
   ) {
     super({ allowHalfOpen: false });
     this.reader = new FixedHeaderReader(options.maxPacketBytes, new Utf8FieldInspector());
@@ -262,7 +274,10 @@ export class GuardedStream extends Duplex {
         this.destroy(err);
         return;
       }
-      if (!this.push(chunk)) inner.pause();
+      if (!this.push(chunk)) {
+        inner.pause();
+        this.source?.pause();
+      }
     });
     inner.once('end', () => this.push(null));
     inner.once('close', () => this.destroy());
@@ -272,6 +287,7 @@ export class GuardedStream extends Duplex {
 
   override _read(): void {
     this.inner.resume();
+    this.source?.resume();
   }
 
   // Aedes (through mqtt-packet) only ever calls write/cork/uncork and checks write's result, so the

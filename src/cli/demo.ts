@@ -103,7 +103,7 @@ export async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = pr
       faultWrongDevice: faults,
       faultClockSkew: faults,
       faultNan: faults,
-      faultBurst: 0, // a burst would rate-limit the device's real data too
+      faultBurst: 0, // a burst would slow the device's real data too (same rate limit)
       burstSize: 50,
       oversizeBytes: config.maxPayloadBytes + 1024,
     };

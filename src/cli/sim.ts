@@ -120,7 +120,7 @@ export function registerSimCommand(program: Command): void {
     .option('--fault-nan <rate>', 'probability of a NaN value (→ bad_value)', rate, 0)
     .option(
       '--fault-burst <rate>',
-      'probability of a burst of --burst-size messages (→ rate_limited)',
+      'probability of a burst of --burst-size QoS 0 messages (→ rate_limited)',
       rate,
       0,
     )

@@ -55,8 +55,9 @@ function mqttOverWebSocket(
   // answers it (up to 30 s): a peer the bridge hangs up on (packet guard, Aedes) is not read on.
   stream.on('close', terminateWebSocket);
   // Inbound frames are read through websocket-stream; outbound packets go out through ws directly,
-  // one frame per tick.
-  broker.handle(stream, webSocketSink(ws, socket), 'ws', req);
+  // one frame per tick. `ws` is paused whenever the broker stops reading (a device over its publish
+  // rate): websocket-stream alone would go on buffering every frame.
+  broker.handle(stream, webSocketSink(ws, socket), 'ws', req, ws);
 }
 
 /** An upgraded socket's 'error' listener: shared, so no closure keeps this scope (and `req`) alive. */
