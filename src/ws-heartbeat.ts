@@ -4,14 +4,28 @@
  * (an MQTT client with keepalive 0, an idle browser tab) behind a dropped NAT mapping or a dead host
  * is otherwise never noticed; the pings also keep proxies' read timeouts from cutting idle links.
  *
- * Per connection this costs one WeakSet entry while a ping is out and one shared `pong` listener
+ * A peer is not taken for dead while the bridge is not reading it: a `/mqtt` connection held back
+ * by the publish rate is paused (guard.ts), and its pong waits in the socket behind the messages
+ * sent before it. So a ping unanswered by the next beat terminates the connection only if it is
+ * not paused, was not paused when pinged, and has sent nothing meanwhile.
+ *
+ * Per connection this costs one WeakMap entry while a ping is out and one shared `pong` listener
  * (no closure per connection: `this` is the socket).
  */
+import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 
+/** `awaiting`'s mark for a connection that was paused when pinged. */
+const PAUSED = -1;
+
+/** Bytes read from the connection's socket (ws keeps it as `_socket`). */
+function bytesRead(ws: WebSocket): number {
+  return (ws as unknown as { _socket?: Socket })._socket?.bytesRead ?? 0;
+}
+
 export class WsHeartbeat {
-  /** Connections pinged whose pong has not come back yet. */
-  private readonly awaiting = new WeakSet<WebSocket>();
+  /** Connections pinged whose pong has not come back yet: the bytes read by then, or PAUSED. */
+  private readonly awaiting = new WeakMap<WebSocket, number>();
   private readonly onPong: (this: WebSocket) => void;
 
   constructor() {
@@ -27,15 +41,17 @@ export class WsHeartbeat {
   }
 
   /**
-   * One beat for one connection: terminates it when the previous ping went unanswered (and returns
-   * false), else pings it.
+   * One beat for one connection: terminates it when the previous ping went unanswered and nothing
+   * else came either (and returns false), else pings it.
    */
   beat(ws: WebSocket): boolean {
-    if (this.awaiting.has(ws)) {
+    const before = this.awaiting.get(ws);
+    const read = bytesRead(ws);
+    if (before === read && !ws.isPaused) {
       ws.terminate();
       return false;
     }
-    this.awaiting.add(ws);
+    this.awaiting.set(ws, ws.isPaused ? PAUSED : read);
     ws.ping();
     return true;
   }

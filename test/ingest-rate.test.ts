@@ -285,9 +285,10 @@ describe('QoS 1 and QoS 0 over the rate, stored in InfluxDB 1.6', () => {
 describe('a flood is held back on every transport', () => {
   let tb: TestBridge;
   before(async () => {
-    // Storage off: a PUBACK waits for nothing but the rate.
+    // Storage off: a PUBACK waits for nothing but the rate. WebSocket pings every 300 ms: a held
+    // connection cannot read its pongs, and must not be taken for a dead one.
     tb = await startTestBridge(
-      { BRIDGE_DEVICE_RATE: String(RATE), BRIDGE_DEVICE_BURST: String(BURST) },
+      { BRIDGE_DEVICE_RATE: String(RATE), BRIDGE_DEVICE_BURST: String(BURST), BRIDGE_MQTT_WS_PING_MS: '300' },
       { tls: true },
     );
   });
@@ -296,14 +297,15 @@ describe('a flood is held back on every transport', () => {
   test('TCP, TLS, WebSocket: read at most a few buffers ahead; held past its keepalive, still connected', async () => {
     // Each flooding device hands ~1.7 MB to its socket at once: read ahead, that would be in the
     // bridge within milliseconds; held back, it reads a few stream buffers beyond what it
-    // acknowledged. `held` sends small messages with keepalive 3 s: the bridge would time it out
-    // after 4.5 s without a packet, and its first read alone is ~20 s of tokens.
+    // acknowledged. The `held` ones send small messages with keepalive 3 s: the bridge would time
+    // them out after 4.5 s without a packet, and a read of theirs is several seconds of tokens.
     const FLOOD = 1_500;
     const transports: Transport[] = ['tcp', 'tls', 'wss'];
     const big = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`v${i}`, i]));
     const devices = [
       ...transports.map((transport) => ({ transport, id: `flood-${transport}`, keepalive: 60, values: big })),
       { transport: 'tcp' as const, id: 'held-tcp', keepalive: 3, values: { v: 1 } },
+      { transport: 'wss' as const, id: 'held-wss', keepalive: 3, values: { v: 1 } },
     ];
     const clients = await Promise.all(
       devices.map(async (d) =>
@@ -338,7 +340,11 @@ describe('a flood is held back on every transport', () => {
       () => closed.some(Boolean) || acked.every((n) => n >= BURST + RATE * 6),
       { timeoutMs: 20_000 },
     );
-    assert.deepEqual(closed, [false, false, false, false], 'all still connected');
+    assert.deepEqual(
+      closed,
+      devices.map(() => false),
+      'all still connected',
+    );
     for (const [i, { transport, id }] of devices.slice(0, transports.length).entries()) {
       const ahead = bytesRead(tb, id) - acked[i]! * packetBytes;
       console.log(
