@@ -1,5 +1,5 @@
 /**
- * The Prometheus metrics of one bridge instance (prom-client). Created per instance, so several
+ * Room: shared. The Prometheus metrics of one bridge instance (prom-client). Created per instance, so several
  * bridges in one test process keep separate counts. Names and labels are part of the contract
  * (README "Metrics"); docs/operations.md says what each means.
  */

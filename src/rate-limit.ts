@@ -1,5 +1,5 @@
 /**
- * A token bucket: `rate` tokens a second, at most `burst` saved up. Time is read lazily on `take`,
+ * Room: shared. A token bucket: `rate` tokens a second, at most `burst` saved up. Time is read lazily on `take`,
  * so an idle bucket costs nothing. Shared by the device publish pacing (src/broker/publish-rate.ts)
  * and the live channel's inbound limit.
  */

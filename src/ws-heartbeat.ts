@@ -1,5 +1,5 @@
 /**
- * WebSocket liveness, shared by `/live` and `/mqtt`: each beat pings a connection, and a connection
+ * Room: shared. WebSocket liveness, shared by `/live` and `/mqtt`: each beat pings a connection, and a connection
  * that has not answered the previous ping by the next beat is terminated. A peer that sends nothing
  * (an MQTT client with keepalive 0, an idle browser tab) behind a dropped NAT mapping or a dead host
  * is otherwise never noticed; the pings also keep proxies' read timeouts from cutting idle links.

@@ -101,9 +101,7 @@ function publishBytes(topic: string, payload: Buffer): number {
  * `socket` is the `ws` WebSocket, reading the upgraded TCP socket (`_socket`).
  */
 function bytesRead(tb: TestBridge, clientId: string): number {
-  const clients = (tb.bridge.broker.aedes as unknown as { clients: Record<string, { conn: unknown }> })
-    .clients;
-  const conn = clients[clientId]?.conn;
+  const conn: unknown = tb.bridge.broker.client(clientId)?.conn;
   if (conn instanceof GuardedStream)
     return (conn.inner as unknown as { socket: { _socket: Socket } }).socket._socket.bytesRead;
   return (conn as Socket).bytesRead;

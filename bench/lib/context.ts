@@ -100,7 +100,7 @@ export async function provisionDevices(
   prefix: string,
   count: number,
 ): Promise<{ id: string; password: string }[]> {
-  const { Registry } = await import('../../src/broker/registry.js');
+  const { Registry } = await import('../../src/auth/registry.js');
   const registry = await Registry.open(dataDir);
   const ids = Array.from({ length: count }, (_, i) => `${prefix}${i}`);
   const secrets = await registry.addDevices(ids);

@@ -7,9 +7,9 @@
 import { constants, inflateRawSync } from 'node:zlib';
 import type { Target } from './conn.js';
 import { loopbackAddress, mapLimit } from './conn.js';
-import type { WorkerResult, WorkerTask } from './gen-worker.js';
 import { type FrameHandler, jsonNumberAfter, type RawWs, rawWebSocket } from './raw-ws.js';
 import { LatencyRecorder } from './stats.js';
+import type { WorkerResult, WorkerTask } from './worker-protocol.js';
 
 /** What a generator task runs between `start` and `stop` (gen-worker.ts drives it). */
 export interface BrowserTask {

@@ -21,10 +21,10 @@ import {
   type ScenarioResult,
 } from '../lib/context.js';
 import { measureFanout } from '../lib/fanout.js';
-import type { WorkerTask } from '../lib/gen-worker.js';
 import { Generator } from '../lib/generator.js';
 import { round } from '../lib/stats.js';
 import { type Sut, startBridgeSut, startSocketIoSut } from '../lib/suts.js';
+import type { WorkerTask } from '../lib/worker-protocol.js';
 
 const BROWSERS = 1000;
 const DEVICES = 100;

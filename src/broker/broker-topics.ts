@@ -1,5 +1,5 @@
 /**
- * `$` topics (MQTT 3.1.1 §4.7.2). Clients may publish and subscribe to them like any other topic,
+ * Room: broker. `$` topics (MQTT 3.1.1 §4.7.2). Clients may publish and subscribe to them like any other topic,
  * except that a filter starting with a wildcard never matches them [MQTT-4.7.2-1] (Aedes and
  * src/topics.ts see to that). Two first levels belong to the broker:
  * - `$SYS`: Aedes's heartbeats and client notices, which Aedes in cluster mode acts on (a client

@@ -1,20 +1,38 @@
 /**
- * Aedes with telebridge's policy in its hooks. The broker owns no socket: listeners hand it guarded
- * streams (`handle`). Authentication, topic rights, the publish rate and the pipeline run in Aedes's
- * hooks; a message the pipeline rejects is acknowledged and then routed to a topic nobody can receive.
+ * Room: broker. Aedes with telebridge's policy in its hooks: an adapter between MQTT connections and
+ * the ingest port it is given (ingest-port.ts); it imports nothing from the bridge. The broker owns no
+ * socket: listeners hand it guarded streams (`handle`, `handleSocket`).
+ *
+ *   CONNECT ─▶ connect-check (CONNACK 2) ─▶ login (registry, certificate, throttle; CONNACK 3/4/5)
+ *   PUBLISH ─▶ topic rights ─▶ publish rate (QoS 1/2 slowed, QoS 0 dropped) ─▶ ingest.handle
+ *                                                                               │ verdict
+ *             PUBACK after the verdict ◀── relay to subscribers | discard (+ reply) | refuse (close)
+ *   SUBSCRIBE ─▶ rights (SUBACK 0x80) ─▶ delivery wrappers (max QoS, slow subscribers)
+ *
+ * Others use it through `publish` (rejections, commands) and `disconnect`.
  */
 
+import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
-import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client, type Connection } from 'aedes';
-import type { Pipeline } from '../bridge/pipeline.js';
+import {
+  Aedes,
+  type AedesPublishPacket,
+  type AuthenticateError,
+  type Client,
+  type Connection,
+  type PublishPacket,
+} from 'aedes';
+import { Acl } from '../auth/acl-file.js';
+import { LoginThrottle } from '../auth/login-throttle.js';
+import type { Identity, Registry } from '../auth/registry.js';
+import { canPublish, canSubscribe } from '../auth/rights.js';
 import type { Config } from '../config.js';
+import { CONNACK, type ConnackCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { SchemaRegistry } from '../schemas/registry.js';
-import { Acl } from './acl-file.js';
+import { checkAedesInternals, refreshKeepalive } from './aedes-internals.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { deliverAtMaxQos } from './conformance.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
@@ -25,10 +43,8 @@ import {
   type OutboundSink,
   type PausableSource,
 } from './guard.js';
-import { LoginThrottle } from './login-throttle.js';
+import type { IngestPort, IngestVerdict } from './ingest-port.js';
 import { PublishPace } from './publish-rate.js';
-import type { Identity, Registry } from './registry.js';
-import { canPublish, canSubscribe } from './rights.js';
 import { releaseDeliveries } from './slow-subscriber.js';
 
 export type ListenerName = 'tcp' | 'tls' | 'ws';
@@ -38,13 +54,14 @@ export interface BrokerDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly registry: Registry;
-  readonly schemas: SchemaRegistry;
-  readonly pipeline: () => Pipeline;
+  /** Where every PUBLISH a client's rights allow goes (the bridge's pipeline). */
+  readonly ingest: IngestPort;
   /** Cluster mode (REDIS_URL): Aedes's relay and session store on Redis (cluster.ts). Default: in memory. */
   readonly cluster?: { readonly mq: unknown; readonly persistence: unknown };
 }
 
 export interface Broker {
+  /** Aedes, for its public events ('client', 'clientDisconnect', 'publish', …). */
   readonly aedes: Aedes;
   /**
    * Wraps a client stream in the packet guard and hands it to Aedes (MQTT over WebSocket); `source`
@@ -61,63 +78,97 @@ export interface Broker {
   handleSocket(socket: Socket, listener: Extract<ListenerName, 'tcp' | 'tls'>): void;
   /** Publishes from the bridge itself (rejections, commands). */
   publish(topic: string, payload: Buffer, qos: 0 | 1): void;
+  /** The connected client with this id, if any. */
+  client(clientId: string): Client | undefined;
+  /** Closes a client's connection (e.g. a removed device); false when it is not connected here. */
+  disconnect(clientId: string, why: string): boolean;
   close(): Promise<void>;
 }
 
 /** Milliseconds a flooding client is refused after being disconnected. */
 const FLOOD_BAN_MS = 30_000;
 
-function authError(message: string, returnCode: number): AuthenticateError {
+function authError(message: string, returnCode: ConnackCode): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
 export async function createBroker(deps: BrokerDeps): Promise<Broker> {
-  const { config, log, metrics, registry } = deps;
+  const { config, log, metrics, registry, ingest } = deps;
   const identities = new WeakMap<Client, Identity>();
   const refused = new WeakMap<Client, ConnectRefusal>();
+  /** Will topics from CONNECT (preConnect's packet), checked against the rights once the client is known. */
+  const wills = new WeakMap<Client, string>();
   const addresses = new WeakMap<Client, string>();
+  const connected = new Map<string, Client>();
   /** Clients whose delivery functions are wrapped (done at their first SUBSCRIBE, see `wrapDeliveries`). */
   const subscribers = new WeakSet<Client>();
   const banned = new Map<string, number>();
   const throttle = new LoginThrottle();
   /** BRIDGE_ACL_FILE: the rights of anonymous clients (config allows it only with BRIDGE_AUTH=off). */
   const anonymous = config.acl ? new Acl(config.acl.rules) : undefined;
-
-  /** CONNACK 5 for a will on a topic the client may not publish to. */
-  const willRefusal = (client: Client, identity: Identity | undefined): AuthenticateError | undefined => {
-    const will = (client as unknown as { _will?: { topic: string } })._will;
-    if (!will || canPublish(identity, will.topic, anonymous)) return undefined;
-    return authError(`will topic '${will.topic}' is not allowed`, 5);
-  };
-
   /** Per connection, made at its first rate-limited PUBLISH (an idle device carries none). */
   const paces = new WeakMap<Client, PublishPace>();
   const { deviceRate, deviceBurst } = config.limits;
 
+  /** CONNACK 5 for a will on a topic the client may not publish to. */
+  const willRefusal = (client: Client, identity: Identity | undefined): AuthenticateError | undefined => {
+    const will = wills.get(client);
+    if (will === undefined || canPublish(identity, will, anonymous)) return undefined;
+    return authError(`will topic '${will}' is not allowed`, CONNACK.notAuthorized);
+  };
+
+  /** Routes an acknowledged message as its verdict says; publishes the verdict's reply. */
+  const route = (packet: PublishPacket, verdict: IngestVerdict) => {
+    // A client's publish to the broker's own `$` topics is acknowledged and dropped, as Mosquitto does.
+    if (verdict.route === 'discard' || isBrokerTopic(packet.topic)) {
+      packet.topic = DISCARD_TOPIC;
+      packet.retain = false;
+    }
+    if (verdict.route === 'discard' && verdict.reply) publish(verdict.reply.topic, verdict.reply.payload, 1);
+  };
+
+  /** Hands a PUBLISH to the ingest port; the callback (so the PUBACK) waits for its verdict. */
+  const ingestPublish = (
+    client: Client | null,
+    packet: PublishPacket,
+    callback: (err?: Error | null) => void,
+  ) => {
+    let verdict: IngestVerdict | Promise<IngestVerdict>;
+    try {
+      verdict = ingest.handle(client?.id ?? '', packet.topic, packet.payload as Buffer);
+    } catch (err) {
+      return callback(err as Error);
+    }
+    if ('then' in verdict) {
+      verdict.then((v) => {
+        route(packet, v);
+        callback(null);
+      }, callback);
+    } else {
+      route(packet, verdict);
+      callback(null);
+    }
+  };
+
   /**
-   * The per-client publish rate (contract §3, publish-rate.ts): QoS 1/2 go on to `ingest` when their
+   * The per-client publish rate (contract §3, publish-rate.ts): QoS 1/2 go on to the ingest when their
    * token is due, the connection held meanwhile; QoS 0 over the rate is acknowledged as far as QoS 0
    * goes, routed nowhere and reported (`rate_limited`), and a flood of it is cut off and banned.
    */
-  function limitRate(
-    client: Client,
-    packet: { qos: number; topic: string; retain: boolean },
-    ingest: () => void,
-    callback: (err: Error | null) => void,
-  ): void {
+  function limitRate(client: Client, packet: PublishPacket, callback: (err?: Error | null) => void): void {
     let pace = paces.get(client);
     if (!pace) {
-      pace = new PublishPace(deviceRate, deviceBurst, client.conn as unknown as Readable);
+      pace = new PublishPace(deviceRate, deviceBurst, client.conn);
       paces.set(client, pace);
     }
     if (packet.qos === 0) {
       const admission = pace.admit();
       if (admission === 'pass') {
-        ingest();
+        ingestPublish(client, packet, callback);
         return;
       }
-      deps.pipeline().rateLimited(client.id, packet.topic, `over ${deviceRate} messages/s`);
-      discard(packet);
+      const reply = ingest.dropped(client.id, packet.topic, `over ${deviceRate} messages/s`);
+      route(packet, { route: 'discard', reply });
       callback(null);
       if (admission === 'flood') {
         // It may come back after the ban; until then CONNACK 3.
@@ -133,10 +184,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         held.close();
         return;
       }
-      // Aedes refreshes the keepalive as it parses a packet; a packet held here was received, so it
-      // counts from when it goes on, or a long wait would look like a silent client ([MQTT-3.1.2-24]).
-      (client as unknown as { _keepaliveTimer?: NodeJS.Timeout | null })._keepaliveTimer?.refresh();
-      ingest();
+      refreshKeepalive(client);
+      ingestPublish(client, packet, callback);
     });
     if (paced === 'waits') metrics.publishesDelayed.inc();
     else if (paced === 'overflow') {
@@ -161,6 +210,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     preConnect(client, packet, callback) {
       const refusal = connectRefusal(packet, config.limits.keepaliveLimitS);
       if (refusal) refused.set(client, refusal);
+      if (packet.will) wills.set(client, packet.will.topic);
       callback(null, true);
     },
 
@@ -172,7 +222,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       }
       const bannedUntil = banned.get(client.id);
       if (bannedUntil !== undefined) {
-        if (bannedUntil > Date.now()) return done(authError('temporarily refused after flooding', 3), false);
+        if (bannedUntil > Date.now())
+          return done(authError('temporarily refused after flooding', CONNACK.serverUnavailable), false);
         banned.delete(client.id);
       }
       if (!config.auth) {
@@ -195,11 +246,18 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       throttle
         .run(address, attempt)
         .then((result) => {
-          if (result.busy) return done(authError('too many logins from this address; retry later', 3), false);
+          if (result.busy)
+            return done(
+              authError('too many logins from this address; retry later', CONNACK.serverUnavailable),
+              false,
+            );
           const { identity } = result;
-          if (!identity) return done(authError('bad user name or password', 4), false);
+          if (!identity) return done(authError('bad user name or password', CONNACK.badCredentials), false);
           if (identity.kind === 'device' && client.id !== identity.id) {
-            return done(authError(`client id must be the device id '${identity.id}'`, 2), false);
+            return done(
+              authError(`client id must be the device id '${identity.id}'`, CONNACK.identifierRejected),
+              false,
+            );
           }
           const willRefused = willRefusal(client, identity);
           if (willRefused) return done(willRefused, false);
@@ -208,7 +266,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         })
         .catch((err: Error) => {
           log.error({ err, clientId: client.id }, 'authentication failed with an error');
-          done(authError('server unavailable', 3), false);
+          done(authError('server unavailable', CONNACK.serverUnavailable), false);
         });
     },
 
@@ -221,21 +279,11 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         // so the connection is closed.
         return callback(new Error(`not authorized to publish to '${packet.topic}'`));
       }
-      const ingest = () => {
-        deps
-          .pipeline()
-          .handle(client?.id ?? '', packet.topic, packet.payload as Buffer)
-          .then((outcome) => {
-            // A client's publish to the broker's own `$` topics is acknowledged and dropped, as
-            // Mosquitto does.
-            if (outcome === 'discard' || isBrokerTopic(packet.topic)) discard(packet);
-            callback(null);
-          }, callback);
-      };
-      // The rate counts what the bridge ingests (mapped topics), as the client sends it. A will is
-      // published as its client closes (`client.closed`): never held back, never dropped.
-      if (!client || client.closed || deviceRate === 0 || !deps.schemas.match(packet.topic)) return ingest();
-      limitRate(client, packet, ingest, callback);
+      // The rate counts what the bridge ingests, as the client sends it. A will is published as its
+      // client closes (`client.closed`): never held back, never dropped.
+      if (!client || client.closed || deviceRate === 0 || !ingest.ingests(packet.topic))
+        return ingestPublish(client, packet, callback);
+      limitRate(client, packet, callback);
     },
 
     authorizeSubscribe(client, subscription, callback) {
@@ -253,13 +301,22 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       return anonymous && !anonymous.canRead(packet.topic) ? null : packet;
     },
   });
+  checkAedesInternals(aedes);
 
-  aedes.on('clientDisconnect', (client) => paces.get(client)?.close());
+  aedes.on('client', (client) => connected.set(client.id, client));
+  aedes.on('clientDisconnect', (client) => {
+    if (connected.get(client.id) === client) connected.delete(client.id);
+    paces.get(client)?.close();
+  });
   aedes.on('clientError', (client, err) =>
     log.debug({ clientId: client.id, err: err.message }, 'client error'),
   );
   aedes.on('connectionError', (client, err) =>
     log.debug({ clientId: client?.id, err: err.message }, 'connection error'),
+  );
+  // A session-store failure (cluster mode) is emitted on the broker; unheard, it would end the process.
+  (aedes as EventEmitter).on('error', (err: Error) =>
+    log.error({ err: err.message }, 'mqtt session store error'),
   );
 
   /**
@@ -292,6 +349,10 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   }
 
   const noop = () => {};
+  function publish(topic: string, payload: Buffer, qos: 0 | 1): void {
+    aedes.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, noop);
+  }
+
   return {
     aedes,
     handle(stream, sink, listener, req, source) {
@@ -318,24 +379,24 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       const client = aedes.handle(guardSocket(socket, guardOptions[listener]) as Connection);
       if (config.auth && socket.remoteAddress) addresses.set(client, socket.remoteAddress);
     },
-    publish(topic, payload, qos) {
-      aedes.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, noop);
+    publish,
+    client: (clientId) => connected.get(clientId),
+    disconnect(clientId, why) {
+      const client = connected.get(clientId);
+      if (!client) return false;
+      log.warn({ clientId, why }, 'client disconnected');
+      client.close();
+      return true;
     },
     close: () => new Promise<void>((resolve) => aedes.close(() => resolve())),
   };
 }
 
-/** Routes an acknowledged message nowhere: no client can subscribe to DISCARD_TOPIC. */
-function discard(packet: { topic: string; retain: boolean }): void {
-  packet.topic = DISCARD_TOPIC;
-  packet.retain = false;
-}
-
 /** The CN of a client certificate verified against BRIDGE_TLS_CA, if any. */
 function verifiedCertificateName(client: Client): string | undefined {
-  const conn = (client as unknown as { conn?: { inner?: unknown } }).conn;
+  const conn: unknown = client.conn;
   // TLS sockets are handed to Aedes themselves (`handleSocket`); other streams wrap theirs.
-  const socket = conn instanceof TLSSocket ? conn : conn?.inner;
+  const socket = conn instanceof TLSSocket ? conn : conn instanceof GuardedStream ? conn.inner : undefined;
   if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
   const cn = socket.getPeerCertificate().subject?.CN;
   return typeof cn === 'string' ? cn : undefined;

@@ -1,5 +1,5 @@
 /**
- * CONNECT fields the bridge refuses with CONNACK 2 before authentication. Aedes 1.2 would accept
+ * Room: broker. CONNECT fields the bridge refuses with CONNACK 2 before authentication. Aedes 1.2 would accept
  * some of them (it invents a client id, it limits client ids only for MQTT 3.1) and answers a
  * keepalive over its `keepaliveLimit` — and keepalive 0 — with return code 6, which MQTT 3.1.1
  * reserves (mqtt.js reports "Connection refused: undefined"). So Aedes gets no keepalive limit and

@@ -1,5 +1,5 @@
 /**
- * The per-client publish rate (`BRIDGE_DEVICE_RATE` a second, burst `BRIDGE_DEVICE_BURST`), as
+ * Room: broker. The per-client publish rate (`BRIDGE_DEVICE_RATE` a second, burst `BRIDGE_DEVICE_BURST`), as
  * contract §3 has it: "Rate limits never lose what was acknowledged".
  *
  * QoS 1 and 2 are slowed, never dropped: a message over the rate waits here for its token before the
@@ -21,6 +21,7 @@
  */
 import type { Readable } from 'node:stream';
 import { TokenBucket } from '../rate-limit.js';
+import { holdReads, releaseReads } from './aedes-internals.js';
 
 /** QoS 0 messages dropped in a row (nothing let through in between) that make a client a flood. */
 export const FLOOD_DISCONNECT_AFTER = 100;
@@ -108,28 +109,23 @@ export class PublishPace {
   /** The connection is gone: what waits is never run (it was never acknowledged either). */
   close(): void {
     this.closed = true;
-    if (this.held) this.conn.read = ownRead(this.conn);
+    if (this.held) releaseReads(this.conn, false);
     this.waiting.length = 0;
     this.head = 0;
     clearTimeout(this.timer);
     this.timer = undefined;
   }
 
-  /**
-   * Its reader gets nothing (an own `read` over the stream's); refills of the buffer go on. The own
-   * property is assigned back, never deleted: deleting would turn the socket into a slow
-   * dictionary-mode object.
-   */
+  /** Its reader gets nothing; refills of the buffer go on (aedes-internals.ts). */
   private hold(): void {
     this.held = true;
-    this.conn.read = heldRead;
+    holdReads(this.conn);
   }
 
-  /** Reads again: 'readable' makes the reader pull what was buffered meanwhile. */
+  /** Reads again: the reader pulls what was buffered meanwhile. */
   private unhold(): void {
     this.held = false;
-    this.conn.read = ownRead(this.conn);
-    process.nextTick(emitReadable, this.conn);
+    releaseReads(this.conn);
   }
 
   private schedule(): void {
@@ -161,23 +157,6 @@ export class PublishPace {
     }
     if (!this.timer) this.schedule();
   }
-}
-
-/**
- * `read` of a held connection. `read(0)` is how a stream refills its buffer from the socket (up to
- * the high-water mark, where the socket stops reading): it goes on; anything else gets nothing yet.
- */
-function heldRead(this: Readable, n?: number): unknown {
-  return n === 0 ? ownRead(this).call(this, 0) : null;
-}
-
-/** The stream's class's own `read` (net.Socket has its own, over Readable's). */
-function ownRead(conn: Readable): Readable['read'] {
-  return (Object.getPrototypeOf(conn) as Readable).read;
-}
-
-function emitReadable(conn: Readable): void {
-  if (!conn.destroyed) conn.emit('readable');
 }
 
 function releaseDue(pace: PublishPace): void {

@@ -1,5 +1,5 @@
 /**
- * `npx telebridge bench [options]`: the benchmark (bench/run.ts). Its arguments are handed as they
+ * Room: cli. `npx telebridge bench [options]`: the benchmark (bench/run.ts). Its arguments are handed as they
  * are to the benchmark's own parser (bench/lib/args.ts), so `--help`, `--only`, `--scenarios`,
  * `--quick` and the errors for unknown options are the same as `node dist/bench/run.js`'s. The
  * bench code is loaded only when the command runs, so other commands stay fast.

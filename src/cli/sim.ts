@@ -1,5 +1,5 @@
 /**
- * `telebridge sim`: a simulated device fleet (firmware-sim/). Progress on stderr-free stdout: one line
+ * Room: cli. `telebridge sim`: a simulated device fleet (firmware-sim/). Progress on stderr-free stdout: one line
  * redrawn in place on a terminal, a plain line every 5 s otherwise; the last line is a JSON summary.
  *
  * @example

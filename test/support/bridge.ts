@@ -8,7 +8,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../../src/app.js';
-import { Registry } from '../../src/broker/registry.js';
+import { Registry } from '../../src/auth/registry.js';
 import { BUILTIN_SCHEMAS, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { loadSchemas } from '../../src/schemas/registry.js';

@@ -1,5 +1,5 @@
 /**
- * The one HTTP(S) server of the bridge. Upgrades are routed by path: `/mqtt` (MQTT over WebSocket,
+ * Room: broker. The one HTTP(S) server of the bridge. Upgrades are routed by path: `/mqtt` (MQTT over WebSocket,
  * subprotocol `mqtt` or `mqttv3.1` required) and `/live` (the browser channel); requests go to the
  * operational endpoints, then the live channel (`/live/sse`, `/`, assets), else 404.
  */

@@ -1,5 +1,5 @@
 /**
- * MQTT over TCP and over TLS: each accepted socket is counted against the connection caps and
+ * Room: broker. MQTT over TCP and over TLS: each accepted socket is counted against the connection caps and
  * handed to the broker. With BRIDGE_TLS_CA, client certificates are requested and verified; a
  * verified certificate whose CN names a device authenticates it without a password.
  */

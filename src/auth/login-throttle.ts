@@ -1,5 +1,5 @@
 /**
- * Slows failed logins per address without slowing anyone else.
+ * Room: auth. Slows failed logins per address without slowing anyone else.
  *
  * - An address with no recent failure may have `cleanConcurrency` checks running at once (a fleet
  *   behind one NAT address logs in at the speed of the hash, not one at a time).

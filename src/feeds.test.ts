@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { topicMatches } from '../../topics.js';
 import {
   FEED_KINDS,
   type FeedPattern,
@@ -11,6 +10,7 @@ import {
   patternMatches,
   scopeCovers,
 } from './feeds.js';
+import { topicMatches } from './topics.js';
 
 function p(filter: string): FeedPattern {
   const parsed = parseFeedFilter(filter);

@@ -1,5 +1,5 @@
 /**
- * Reading / StatusChange → InfluxDB line protocol (contract §4), encoded once per accepted message.
+ * Room: bridge/storage. Reading / StatusChange → InfluxDB line protocol (contract §4), encoded once per accepted message.
  *
  * - `telemetry`: one point per sample; tags `device_id` + the sample's labels (tag keys sorted, as
  *   InfluxDB recommends for write performance); one float field per value; timestamp in ms (the
@@ -17,7 +17,7 @@
  *   differently, so a backslash that would be ambiguous (before `\`, `,`, `=`, space, or at the end of
  *   a tag value) is written as `/`. Any other backslash is kept literally, which both read back as is.
  */
-import type { Reading, StatusChange } from './reading.js';
+import type { Reading, StatusChange } from '../reading.js';
 
 /** Measurement of samples. */
 export const TELEMETRY_MEASUREMENT = 'telemetry';

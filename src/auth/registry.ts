@@ -1,5 +1,5 @@
 /**
- * The device and service-user registry: `<dataDir>/registry.json`, written atomically (temp file +
+ * Room: auth. The device and service-user registry: `<dataDir>/registry.json`, written atomically (temp file +
  * rename) so the CLI can change it while the bridge runs; the bridge reloads it when its mtime moves.
  *
  * Secrets are random (32 bytes, base64url), shown once, and stored only as salted scrypt hashes

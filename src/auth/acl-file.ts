@@ -1,5 +1,5 @@
 /**
- * Rights of anonymous clients (BRIDGE_AUTH=off) from a file in Mosquitto's `acl_file` syntax
+ * Room: auth. Rights of anonymous clients (BRIDGE_AUTH=off) from a file in Mosquitto's `acl_file` syntax
  * (BRIDGE_ACL_FILE), so that a bridge without credentials is not necessarily open to everything.
  *
  *     # comment

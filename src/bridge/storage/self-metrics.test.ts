@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createMetrics } from '../metrics.js';
+import { createMetrics } from '../../metrics.js';
 import { SelfMetrics } from './self-metrics.js';
 
 /** Parses one line of line protocol produced here (no escaped spaces in values). */

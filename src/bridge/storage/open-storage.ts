@@ -1,21 +1,23 @@
 /**
- * Composition of the storage side: the durable spool (`<dataDir>/spool/`) and the InfluxDB writer
- * draining it, behind the `Storage` interface the pipeline uses.
+ * Room: bridge/storage. Composition of the storage side: the durable spool (`<dataDir>/spool/`) and
+ * the InfluxDB writer draining it, behind the `Storage` interface (the pipeline's durable sink).
  *
  * Loss ledger (docs/operations.md): the metrics add up at every moment to
  *   bridge_samples_received_total = bridge_influx_points_written_total + bridge_samples_rejected_total
  *     + bridge_dead_lettered_points_total + bridge_backlog_points
- * The pipeline counts what it acknowledged (accepted points and rejected samples); storage counts
- * what it recovered from the spool at start-up as received too, since this run now answers for it.
+ * Storage counts what it took on (appended lines, and the samples of messages the pipeline
+ * rejected) and what it recovered from the spool at start-up, since this run now answers for it.
  * QoS 0 messages dropped over the rate limit are outside it (never decoded, never taken on); they
  * are counted as messages in bridge_rejected_total{reason="rate_limited"}.
  */
 import { join } from 'node:path';
-import type { Config } from '../config.js';
-import { ERROR_CODES, TelebridgeError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { Config } from '../../config.js';
+import { ERROR_CODES, TelebridgeError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import type { Accepted } from '../sink.js';
 import { InfluxWriter } from './influx-writer.js';
+import { readingToLines, statusToLine } from './line-protocol.js';
 import { Spool } from './spool.js';
 import type { Storage, StorageReadiness } from './storage.js';
 
@@ -65,17 +67,30 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage 
   let closing: Promise<void> | undefined;
   const readyBytes = config.spool.maxBytes * config.spool.readyRatio;
 
-  return {
-    async append(lines: readonly string[]): Promise<void> {
-      try {
-        if (closing) throw new TelebridgeError(ERROR_CODES.storage, 'storage is closing');
-        await spool.append(lines);
-      } catch (err) {
-        metrics.samplesRefused.inc(lines.length);
-        refresh();
-        throw err;
-      }
+  const append = async (lines: readonly string[]): Promise<void> => {
+    try {
+      if (closing) throw new TelebridgeError(ERROR_CODES.storage, 'storage is closing');
+      await spool.append(lines);
+    } catch (err) {
+      metrics.samplesRefused.inc(lines.length);
       refresh();
+      throw err;
+    }
+    metrics.samplesReceived.inc(lines.length);
+    refresh();
+  };
+
+  return {
+    durable: true,
+    append,
+    accept(message: Accepted): Promise<void> {
+      return append(
+        message.kind === 'telemetry' ? readingToLines(message.reading) : [statusToLine(message.status)],
+      );
+    },
+    rejected(samples: number): void {
+      metrics.samplesReceived.inc(samples);
+      metrics.samplesRejected.inc(samples);
     },
     readiness(): StorageReadiness {
       const bytes = spool.bytes;

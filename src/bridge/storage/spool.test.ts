@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { tempDir } from '../../test/support/services.js';
+import { tempDir } from '../../../test/support/services.js';
 import { Spool } from './spool.js';
 
 const dirs: string[] = [];

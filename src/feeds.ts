@@ -1,5 +1,5 @@
 /**
- * Live feeds and feed filters (contract §5). A feed is `telemetry/<device>` or `status/<device>`;
+ * Room: shared. Live feeds and feed filters (contract §5). A feed is `telemetry/<device>` or `status/<device>`;
  * a filter is an MQTT topic filter (`+` one level, `#` the rest, including the parent level) over
  * that two-level space.
  *
@@ -8,7 +8,7 @@
  * `telemetry/+`; `telemetry/d1/#` is `telemetry/d1` (MQTT's `#` also matches its parent level).
  * Matching and scope checks are then exact and cheap, with no MQTT corner cases left over.
  */
-import { DEVICE_ID_RE } from '../../topics.js';
+import { DEVICE_ID_RE } from './topics.js';
 
 export type FeedKind = 'telemetry' | 'status';
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import type { Reading } from '../reading.js';
 import { escapeTag, quoteString, readingToLines, statusToLine } from './line-protocol.js';
-import type { Reading } from './reading.js';
 
 const reading = (labels: Record<string, string>, values: Record<string, number> = { t: 1 }): Reading => ({
   deviceId: 'd1',

@@ -1,5 +1,5 @@
 /**
- * What the in-memory and the Redis live brokers share: the resume history (a ring bounded by count
+ * Room: bridge/live. What the in-memory and the Redis live brokers share: the resume history (a ring bounded by count
  * and by JSON bytes), the latest event per feed for snapshots, and the one-time JSON of an event.
  */
 

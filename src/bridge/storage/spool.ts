@@ -1,5 +1,5 @@
 /**
- * The durable spool: an on-disk FIFO of line-protocol lines between acceptance and InfluxDB, in
+ * Room: bridge/storage. The durable spool: an on-disk FIFO of line-protocol lines between acceptance and InfluxDB, in
  * `<dataDir>/spool/`. Engine: an append-only segment log written with fs.promises + fdatasync (the
  * choice and its measurements are in docs/decisions.md and bench/spool.ts).
  *
@@ -36,7 +36,7 @@ import { constants as fsConstants } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { ERROR_CODES, TelebridgeError } from '../errors.js';
+import { ERROR_CODES, TelebridgeError } from '../../errors.js';
 
 export interface SpoolOptions {
   /** Directory of the spool, usually `<dataDir>/spool`; created when missing. */

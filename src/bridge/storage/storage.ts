@@ -1,8 +1,9 @@
 /**
- * The boundary between acceptance and the database. The pipeline hands over InfluxDB line-protocol
- * lines (encoded once, from `line-protocol.ts`); implementations decide how they become durable and
- * how they reach InfluxDB.
+ * Room: bridge/storage. The boundary between acceptance and the database: the pipeline's durable
+ * sink. An accepted message is encoded once into InfluxDB line protocol (`line-protocol.ts`);
+ * implementations decide how the lines become durable and how they reach InfluxDB.
  */
+import type { Sink } from '../sink.js';
 
 export interface StorageReadiness {
   readonly ok: boolean;
@@ -10,9 +11,11 @@ export interface StorageReadiness {
   readonly reason?: string;
 }
 
-export interface Storage {
+export interface Storage extends Sink {
+  readonly durable: true;
   /**
-   * Takes ownership of the lines. Resolves once they are safe: a QoS 1 PUBACK may follow.
+   * Takes ownership of the lines (an accepted message's, or the bridge's own health figures) and
+   * counts them as received in the loss ledger. Resolves once they are safe: a QoS 1 PUBACK may follow.
    * Rejects with a TelebridgeError coded E_SPOOL_FULL when the disk limit is reached: the caller
    * then withholds the acknowledgement, so the device keeps its data.
    */

@@ -1,5 +1,5 @@
 /**
- * Topic rights (contract §3). Device `D` may publish `devices/D/telemetry` and `devices/D/status`
+ * Room: auth. Topic rights (contract §3). Device `D` may publish `devices/D/telemetry` and `devices/D/status`
  * and subscribe to `devices/D/commands` and `devices/D/errors`; a service user is confined to the
  * filters it was created with; with authentication off (`identity` undefined) the anonymous ACL
  * decides (BRIDGE_ACL_FILE, acl-file.ts), and without one everything is allowed.

@@ -1,5 +1,5 @@
 /**
- * The bridge's own health figures as InfluxDB line protocol, so the bundled Grafana shows the bridge
+ * Room: bridge/storage. The bridge's own health figures as InfluxDB line protocol, so the bundled Grafana shows the bridge
  * from the same database as the telemetry (no Prometheus needed). The composition root calls
  * `lines()` every `INFLUX_SELF_METRICS_MS` and appends the result to the spool like any reading.
  *
@@ -16,7 +16,7 @@
  * - `bridge_rejections,instance=<id>,reason=<reason>` with field `total` (running total), one point
  *   per reason seen so far.
  */
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../../metrics.js';
 
 export interface SelfMetricsOptions {
   /** Tag `instance`: tells bridges apart in scale-out. Default: the host name. */

@@ -1,5 +1,5 @@
 /**
- * Drains the spool into InfluxDB, oldest first, one request at a time (order is kept).
+ * Room: bridge/storage. Drains the spool into InfluxDB, oldest first, one request at a time (order is kept).
  *
  * HTTP: the `@influxdata/influxdb-client` Transport (`InfluxDB.transport.request`) for both APIs —
  * v2 `POST /api/v2/write?org&bucket&precision=ms` (Authorization: Token) and v1
@@ -22,9 +22,9 @@
 import { appendFile, rename, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HttpError, InfluxDB } from '@influxdata/influxdb-client';
-import type { InfluxConfig } from '../config.js';
-import { BurstLogger, type Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { InfluxConfig } from '../../config.js';
+import { BurstLogger, type Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
 import type { Spool, SpoolBatch } from './spool.js';
 
 export interface InfluxWriterOptions {

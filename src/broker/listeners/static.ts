@@ -1,5 +1,5 @@
 /**
- * The dashboard's files (issue 3 point 8): `GET /` is web/index.html; `/assets/…` are the compiled
+ * Room: broker. The dashboard's files (issue 3 point 8): `GET /` is web/index.html; `/assets/…` are the compiled
  * browser modules (dist/web/…), the dashboard's CSS (web/…), and uPlot's ES module and CSS under
  * `/assets/vendor/` (served from the installed `uplot` package, so it works after `npm ci` with no
  * network and without a copy step).
