@@ -2,12 +2,35 @@
  * Room: shared. Redis connections for cluster mode (REDIS_URL) and their shared health.
  *
  * Every connection of the bridge (live stream publisher and reader, MQTT relay pub/sub, MQTT session
- * store) is made here and watched by one `RedisHealth`: `/readyz` is not ready while any of them is
- * down, and an outage is logged once when it starts and once when it ends (ioredis reports every
- * failed reconnect attempt; those go to debug), never once per attempt.
+ * store, the cluster registry and its change channel) is made here, to one `RedisTarget` — a server
+ * (REDIS_URL) or the primary that Redis Sentinel names (REDIS_SENTINELS) — and watched by one
+ * `RedisHealth`: `/readyz` is not ready while any of them is down, and an outage is logged once when
+ * it starts and once when it ends (ioredis reports every failed reconnect attempt; those go to
+ * debug), never once per attempt.
+ *
+ * Sentinel: ioredis asks the sentinels for the primary's address on every (re)connect, follows
+ * `+switch-master` announcements (`failoverDetector`), and reconnects on `READONLY` — the answer of
+ * a demoted primary that still holds a connection — so after a failover every connection ends up
+ * on the new primary; while none is reachable the connections are down and `/readyz` says so.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from './log.js';
+import { DEFAULT_SENTINEL_NAME, describeTarget, type RedisTarget } from './redis-target.js';
+
+/** The ioredis options that reach `target` (on top of the per-connection ones). */
+export function targetOptions(target: RedisTarget): RedisOptions {
+  if (!target.sentinels?.length) return {};
+  return {
+    sentinels: target.sentinels.map((s) => ({ host: s.host, port: s.port })),
+    name: target.sentinelName ?? DEFAULT_SENTINEL_NAME,
+    ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
+    // Follow `+switch-master` at once instead of waiting for the old primary's socket to fail.
+    failoverDetector: true,
+    // A demoted primary answers writes with READONLY: reconnect (through the sentinels) and resend.
+    reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
+    sentinelRetryStrategy: retryStrategy,
+  };
+}
 
 /** Longest wait between two reconnect attempts, ms. */
 export const REDIS_MAX_RECONNECT_DELAY_MS = 2000;
@@ -30,15 +53,16 @@ export class RedisHealth {
    * @throws when Redis cannot be reached at start-up within `connectTimeoutMs` (default 10 s).
    */
   async connect(
-    url: string,
+    target: RedisTarget,
     name: string,
     options: RedisOptions = {},
     connectTimeoutMs = 10_000,
   ): Promise<Redis> {
-    const conn = new Redis(url, {
+    const conn = new Redis(target.url, {
       retryStrategy,
       connectionName: `telebridge-${name}`,
       lazyConnect: true,
+      ...targetOptions(target),
       ...options,
     });
     this.track(name, conn);
@@ -48,7 +72,10 @@ export class RedisHealth {
         conn.connect(),
         new Promise((_, reject) => {
           timer = setTimeout(
-            () => reject(new Error(`Redis at ${redactUrl(url)} not reachable within ${connectTimeoutMs} ms`)),
+            () =>
+              reject(
+                new Error(`Redis (${describeTarget(target)}) not reachable within ${connectTimeoutMs} ms`),
+              ),
             connectTimeoutMs,
           );
         }),
@@ -107,16 +134,5 @@ export class RedisHealth {
       { redis: name, err: err?.message },
       'redis unreachable: not ready; serving local clients only (MQTT relay local, live fan-out paused, storage unaffected); reconnecting',
     );
-  }
-}
-
-/** The URL without its password, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'redis://?';
   }
 }

@@ -1,8 +1,8 @@
 /**
  * Scale-out (issue 9): three bridge instances on loopback sharing one real Redis and one real
  * InfluxDB 1.6. Instance A is a child process (so it can be SIGKILLed); B and C run in-process.
- * Each has its own data dir (its own spool); the device registry and the token key are provisioned
- * identically in each (copied from A's), as docs/scaling.md asks.
+ * Each has its own data dir (its own spool); devices, users and the token key are the cluster's, in
+ * Redis (provisioned before the instances start, as `telebridge devices add` does with REDIS_URL).
  *
  * Proves: a device on A reaches a browser on B and an MQTT subscriber on C; a browser moved from B
  * to C with its cursor gets no gap and no duplicate; a persistent session (clean: false, QoS 1) moved
@@ -11,12 +11,9 @@
  * the database holds every acknowledged sample exactly once.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { Registry } from '../src/auth/registry.js';
-import { openTokenService } from '../src/auth/tokens.js';
 import {
   connectMqtt,
   encodeTelemetry,
@@ -28,7 +25,7 @@ import {
 import { type BridgeProcess, spawnBridge } from './support/bridge-process.js';
 import { type InfluxdServer, startInfluxd } from './support/influx.js';
 import { LiveTestClient } from './support/live-client.js';
-import { type RedisServer, startRedis } from './support/redis.js';
+import { clusterAuth, type RedisServer, startRedis } from './support/redis.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
 
@@ -98,13 +95,14 @@ describe('three instances on one Redis', { skip }, () => {
     const dataB = tempDir('scale-b');
     const dataC = tempDir('scale-c');
     dirs.push(dataA, dataB, dataC);
-    const registry = await Registry.open(dataA);
-    for (const id of DEVICES) secrets.set(id, await registry.addDevice(id));
-    subscriberSecret = await registry.addUser('backend', { publish: [], subscribe: ['devices/+/telemetry'] });
-    token = (await (await openTokenService(dataA)).create({ feeds: ['telemetry/+'] })).token;
-    for (const dir of [dataB, dataC]) {
-      for (const file of ['registry.json', 'token-key']) copyFileSync(join(dataA, file), join(dir, file));
-    }
+    const auth = await clusterAuth({ url: r.url });
+    for (const id of DEVICES) secrets.set(id, await auth.registry.addDevice(id));
+    subscriberSecret = await auth.registry.addUser('backend', {
+      publish: [],
+      subscribe: ['devices/+/telemetry'],
+    });
+    token = (await auth.tokens.create({ feeds: ['telemetry/+'] })).token;
+    await auth.close();
     a = await spawnBridge({ env: env(), dataDir: dataA, readyTimeoutMs: 60_000 });
     b = await startTestBridge(env(), { dataDir: dataB });
     c = await startTestBridge(env(), { dataDir: dataC });

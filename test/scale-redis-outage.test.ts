@@ -5,13 +5,10 @@
  * relay between instances and the live stream work again. Nothing acknowledged is lost.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../src/app.js';
-import { Registry } from '../src/auth/registry.js';
-import { openTokenService } from '../src/auth/tokens.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import {
@@ -24,7 +21,7 @@ import {
 } from './support/bridge.js';
 import { captureLog, type InfluxdServer, startInfluxd } from './support/influx.js';
 import { LiveTestClient } from './support/live-client.js';
-import { type RedisServer, startRedis } from './support/redis.js';
+import { clusterAuth, type RedisServer, startRedis } from './support/redis.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
 
@@ -65,11 +62,14 @@ describe('Redis outage under a cluster', { skip }, () => {
     const dataA = tempDir('outage-a');
     const dataB = tempDir('outage-b');
     dirs.push(dataA, dataB);
-    const registry = await Registry.open(dataA);
-    deviceSecret = await registry.addDevice('dev-1');
-    backendSecret = await registry.addUser('backend', { publish: [], subscribe: ['devices/+/telemetry'] });
-    token = (await (await openTokenService(dataA)).create({ feeds: ['telemetry/+'] })).token;
-    for (const file of ['registry.json', 'token-key']) copyFileSync(join(dataA, file), join(dataB, file));
+    const auth = await clusterAuth({ url: r.url });
+    deviceSecret = await auth.registry.addDevice('dev-1');
+    backendSecret = await auth.registry.addUser('backend', {
+      publish: [],
+      subscribe: ['devices/+/telemetry'],
+    });
+    token = (await auth.tokens.create({ feeds: ['telemetry/+'] })).token;
+    await auth.close();
     const env = {
       REDIS_URL: r.url,
       INFLUX_URL: db.url,

@@ -4,6 +4,10 @@
  * (an outage the bridge must ride out).
  */
 import { Socket } from 'node:net';
+import { type Auth, openAuth } from '../../src/auth/open-auth.js';
+import { createLogger } from '../../src/log.js';
+import { RedisHealth } from '../../src/redis.js';
+import type { RedisTarget } from '../../src/redis-target.js';
 import { freePort, type RunningProcess, requireBinary, startProcess, tempDir } from './services.js';
 
 export interface RedisServer {
@@ -61,5 +65,21 @@ export async function startRedis(): Promise<RedisServer | { skip: string }> {
       await p?.stop();
     },
     start,
+  };
+}
+
+/**
+ * The cluster's credentials in a test Redis, as the CLI opens them (not watching): provision devices,
+ * users and tokens before or while the bridges run. `close()` ends its connections.
+ */
+export async function clusterAuth(target: RedisTarget): Promise<Auth> {
+  const health = new RedisHealth(createLogger('silent'));
+  const auth = await openAuth({ dataDir: tempDir('cluster-auth'), redis: { target, health, watch: false } });
+  return {
+    ...auth,
+    async close() {
+      await auth.close();
+      health.close();
+    },
   };
 }

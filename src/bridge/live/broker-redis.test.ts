@@ -25,7 +25,7 @@ async function open(
   if ('skip' in redis) throw new Error('no redis');
   const health = new RedisHealth(log);
   const broker = await RedisLiveBroker.open({
-    url: redis.url,
+    redis: { url: redis.url },
     health,
     log,
     historyCount,

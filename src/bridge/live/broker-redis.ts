@@ -27,11 +27,12 @@ import type { Redis } from 'ioredis';
 import { type FeedKind, type FeedPattern, feedName } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import type { RedisHealth } from '../../redis.js';
+import type { RedisTarget } from '../../redis-target.js';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
 import { eventJson, HistoryRing, rememberLatest } from './resume-window.js';
 
 export interface RedisBrokerOptions {
-  readonly url: string;
+  readonly redis: RedisTarget;
   readonly health: RedisHealth;
   readonly log: Logger;
   /** Events kept for resume, in Redis (MAXLEN ~) and in each instance's window (BRIDGE_LIVE_HISTORY). */
@@ -157,15 +158,15 @@ export class RedisLiveBroker implements LiveBroker {
    * @throws when Redis cannot be reached at start-up.
    */
   static async open(options: RedisBrokerOptions): Promise<RedisLiveBroker> {
-    const { health, url } = options;
+    const { health, redis } = options;
     // Publishes are fire-and-forget: never queue them while Redis is away (unbounded memory).
-    const pub = (await health.connect(url, 'live-pub', {
+    const pub = (await health.connect(redis, 'live-pub', {
       enableOfflineQueue: false,
       enableAutoPipelining: true,
     })) as RedisWithScript;
     pub.defineCommand('telebridgeLivePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
     // The reader's one blocked XREAD waits through reconnects and is re-sent after them.
-    const reader = await health.connect(url, 'live-reader', { maxRetriesPerRequest: null });
+    const reader = await health.connect(redis, 'live-reader', { maxRetriesPerRequest: null });
     const broker = new RedisLiveBroker(options, pub, reader);
     reader.on('ready', () => {
       broker.reconnected = true;
