@@ -89,20 +89,20 @@ export class RedisRegistry implements Registry {
   private generation = 0;
   private readonly secrets = new SecretCheck();
   private readonly removalListeners = new Set<(removal: Removal) => void>();
-  /** Names cached when the change channel went down: re-read once it is back. */
-  private stale: Map<string, Lookup> | undefined;
   private readonly unsubscribe: (() => void)[];
 
   constructor(private readonly redis: AuthRedis) {
     this.unsubscribe = [
       redis.onChange((change) => this.changed(change)),
-      redis.onDown(() => {
-        this.stale = new Map([...(this.stale ?? []), ...this.cache]);
-        this.invalidateAll();
-      }),
+      // A read begun before the channel went down is not cached (a change may go unheard). What is
+      // cached stays usable meanwhile: devices reconnecting during a Redis outage or failover log in.
+      redis.onDown(() => this.generation++),
       redis.onResync((lost) => {
-        // Lost: Redis came back empty, which is not a removal of everyone (auth-redis.ts).
-        if (lost) this.stale = undefined;
+        if (lost) {
+          // Redis came back empty, which is not a removal of everyone (auth-redis.ts).
+          this.invalidateAll();
+          return;
+        }
         this.resync().catch(() => undefined); // a failed re-read is retried at the next reconnect
       }),
     ];
@@ -294,13 +294,13 @@ export class RedisRegistry implements Registry {
     this.cache.clear();
   }
 
-  /** After the change channel was down: announce the cached names that were removed meanwhile. */
+  /**
+   * After the change channel was down: every cached name is read again; one removed meanwhile is
+   * announced, one changed is dropped from the cache.
+   */
   private async resync(): Promise<void> {
-    const stale = this.stale;
-    this.stale = undefined;
-    this.invalidateAll();
-    if (!stale) return;
-    const names = [...stale.keys()];
+    this.generation++;
+    const names = [...this.cache.keys()];
     for (let i = 0; i < names.length; i += RESYNC_BATCH) {
       const batch = names.slice(i, i + RESYNC_BATCH);
       const [devices, users] = await Promise.all([
@@ -308,9 +308,13 @@ export class RedisRegistry implements Registry {
         this.redis.cmd.hmget(this.redis.keys.users, ...batch),
       ]);
       batch.forEach((name, j) => {
-        const before = stale.get(name)!;
+        const before = this.cache.get(name);
+        if (!before) return; // dropped meanwhile by a change message
         const kind: Removal['kind'] = before.device ? 'device' : 'user';
-        if ((kind === 'device' ? devices[j] : users[j]) === null) this.announce({ kind, name });
+        const now = kind === 'device' ? devices[j] : users[j];
+        if (now === JSON.stringify(before.device ?? before.user)) return;
+        this.cache.delete(name);
+        if (now === null) this.announce({ kind, name });
       });
     }
   }

@@ -4,8 +4,9 @@
  * the same key; revocations are a sorted set scored by expiry.
  *
  * A bridge instance (watching) keeps the revocations in memory — loaded at start, added to by the
- * change channel, re-read after the channel was interrupted — so verifying a token costs no round
- * trip; the CLI (not watching) asks Redis.
+ * change channel, re-read after the channel was interrupted (and used meanwhile, so browsers connect
+ * during a Redis outage) — so verifying a token costs no round trip; the CLI (not watching) asks
+ * Redis.
  */
 import { randomBytes } from 'node:crypto';
 import type { AuthChange, AuthRedis } from './auth-redis.js';
@@ -48,9 +49,6 @@ export class RedisTokenStore implements TokenStore {
     if (redis.watching) {
       store.unsubscribe.push(
         redis.onChange((change) => store.changed(change)),
-        redis.onDown(() => {
-          store.revoked = undefined;
-        }),
         redis.onResync((lost) => {
           // Lost (Redis came back empty): put the key back, so tokens keep verifying everywhere.
           const restore = lost ? store.adoptKey(store.key, false) : Promise.resolve(true);

@@ -31,7 +31,7 @@ import type { Identity, Registry } from '../auth/registry.js';
 import { canPublish, canSubscribe } from '../auth/rights.js';
 import type { Config } from '../config.js';
 import { CONNACK, type ConnackCode } from '../errors.js';
-import type { Logger } from '../log.js';
+import { BurstLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { checkAedesInternals, refreshKeepalive } from './aedes-internals.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
@@ -113,6 +113,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const subscribers = new WeakSet<Client>();
   const banned = new Map<string, number>();
   const throttle = new LoginThrottle();
+  const loginErrors = new BurstLogger(log);
   /** BRIDGE_ACL_FILE: the rights of anonymous clients (config allows it only with BRIDGE_AUTH=off). */
   const anonymous = config.acl ? new Acl(config.acl.rules) : undefined;
   /** Per connection, made at its first rate-limited PUBLISH (an idle device carries none). */
@@ -275,7 +276,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
           done(null, true);
         })
         .catch((err: Error) => {
-          log.error({ err, clientId: client.id }, 'authentication failed with an error');
+          // The cluster's registry unreachable fails every uncached login alike: once per burst.
+          loginErrors.error({ err: err.message, clientId: client.id }, 'authentication failed with an error');
           done(authError('server unavailable', CONNACK.serverUnavailable), false);
         });
     },

@@ -7,19 +7,22 @@ import { type Auth, openAuth } from '../auth/open-auth.js';
 import { loadConfig } from '../config.js';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { describeTarget } from '../redis-target.js';
+import { describeTarget, type RedisTarget } from '../redis-target.js';
 
 /** How long a command waits for Redis, ms (the contract wants an answer within 2 s when it is up). */
 const REDIS_TIMEOUT_MS = 5000;
 
 export const DATA_DIR_HELP = 'data directory, without REDIS_URL (default: BRIDGE_DATA_DIR or ./data)';
 
-/** Runs `use` with the credentials, and closes them (and any Redis connection) after. */
+/**
+ * Runs `use` with the credentials, and closes them (and any Redis connection) after. `env`: the
+ * configuration to read (default: the process's environment).
+ */
 export async function withAuth<T>(
-  options: { dataDir?: string },
+  options: { dataDir?: string; env?: NodeJS.ProcessEnv },
   use: (auth: Auth) => Promise<T>,
 ): Promise<T> {
-  const config = loadConfig(process.env);
+  const config = loadConfig(options.env ?? process.env);
   const dataDir = options.dataDir ?? config.dataDir;
   // Loaded only for Redis: the other commands must not pay for a Redis client's import.
   const health = config.redis
@@ -35,16 +38,24 @@ export async function withAuth<T>(
     });
   } catch (err) {
     health?.close();
-    if (err instanceof TelebridgeError || !config.redis) throw err;
-    throw new TelebridgeError(
-      ERROR_CODES.registry,
-      `the cluster's registry in Redis (${describeTarget(config.redis)}) is not reachable: ${(err as Error).message}`,
-    );
+    throw redisFailure(err, config.redis, 'is not reachable');
   }
   try {
     return await use(auth);
+  } catch (err) {
+    // Each change is one script in Redis: a failed command changed nothing.
+    throw redisFailure(err, config.redis, 'failed');
   } finally {
     await auth.close();
     health?.close();
   }
+}
+
+/** A Redis error as one line for the user (TelebridgeError: exit 2); other errors as they are. */
+function redisFailure(err: unknown, target: RedisTarget | undefined, what: string): unknown {
+  if (err instanceof TelebridgeError || !target) return err;
+  return new TelebridgeError(
+    ERROR_CODES.registry,
+    `the cluster's registry in Redis (${describeTarget(target)}) ${what}: ${(err as Error).message}`,
+  );
 }
