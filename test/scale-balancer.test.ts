@@ -16,10 +16,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Auth } from '../src/auth/open-auth.js';
 import { type BridgeProcess, repoRoot, spawnBridge } from './support/bridge-process.js';
+import { startClusterServices } from './support/cluster.js';
 import { assertStoredExactlyOnce, type DurableFleet, startFleet } from './support/durable-fleet.js';
-import { type InfluxdServer, startInfluxd } from './support/influx.js';
+import type { InfluxdServer } from './support/influx.js';
 import { deriveLbConf, type RunningNginx, startNginx, streamModule } from './support/nginx.js';
-import { clusterAuth, type RedisServer, startRedis } from './support/redis.js';
 import { freePort, tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
 
@@ -27,11 +27,9 @@ const DB = 'balancer';
 const PER_TRANSPORT = 6;
 
 const stream = streamModule();
-const redis = stream.skip ? { skip: stream.skip } : await startRedis();
-const influx = 'skip' in redis ? redis : await startInfluxd({ database: DB });
-const skip = 'skip' in influx ? influx.skip : undefined;
+const services = stream.skip ? { skip: stream.skip } : await startClusterServices({ database: DB });
+const skip = 'skip' in services ? services.skip : undefined;
 
-let r: RedisServer;
 let db: InfluxdServer;
 let auth: Auth;
 let nginx: RunningNginx | undefined;
@@ -45,18 +43,10 @@ const connections = (b: BridgeProcess) => b.metric('bridge_connections');
 
 describe('three bridges behind deploy/nginx-lb.conf', { skip }, () => {
   before(async () => {
-    if ('skip' in redis || 'skip' in influx) return;
-    r = redis;
-    db = influx;
-    auth = await clusterAuth({ url: r.url });
-    const env = {
-      REDIS_URL: r.url,
-      INFLUX_URL: db.url,
-      INFLUX_API: 'v1',
-      INFLUX_DATABASE: DB,
-      INFLUX_FLUSH_INTERVAL_MS: '200',
-      BRIDGE_DEVICE_RATE: '0',
-    };
+    if ('skip' in services) return;
+    db = services.influx;
+    auth = services.auth;
+    const env = services.env({ INFLUX_FLUSH_INTERVAL_MS: '200', BRIDGE_DEVICE_RATE: '0' });
     for (let i = 0; i < 3; i++) bridges.push(await spawnBridge({ env, readyTimeoutMs: 60_000 }));
     lb.mqtt = await freePort();
     lb.http = await freePort();
@@ -75,9 +65,7 @@ describe('three bridges behind deploy/nginx-lb.conf', { skip }, () => {
     for (const f of fleets) await f.stop();
     await nginx?.stop();
     for (const b of bridges) if (b.alive) await b.terminate(10_000);
-    await auth?.close();
-    if (!('skip' in influx)) await influx.stop();
-    if (!('skip' in redis)) await redis.stop();
+    if (!('skip' in services)) await services.stop();
     for (const b of bridges) rmSync(b.dataDir, { recursive: true, force: true });
     rmSync(fleetDir, { recursive: true, force: true });
   });

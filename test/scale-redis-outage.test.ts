@@ -19,18 +19,18 @@ import {
   Telemetry,
   type TestBridge,
 } from './support/bridge.js';
-import { captureLog, type InfluxdServer, startInfluxd } from './support/influx.js';
+import { startClusterServices } from './support/cluster.js';
+import { captureLog, type InfluxdServer } from './support/influx.js';
 import { LiveTestClient } from './support/live-client.js';
-import { clusterAuth, type RedisServer, startRedis } from './support/redis.js';
+import type { RedisServer } from './support/redis.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
 
 const DB = 'outage';
 const T0 = Date.now() - 10 * 60_000;
 
-const redis = await startRedis();
-const influx = 'skip' in redis ? redis : await startInfluxd({ database: DB });
-const skip = 'skip' in influx ? influx.skip : undefined;
+const services = await startClusterServices({ database: DB });
+const skip = 'skip' in services ? services.skip : undefined;
 
 let r: RedisServer;
 let db: InfluxdServer;
@@ -57,13 +57,13 @@ const lines = (msg: RegExp) => logs.lines.filter((l) => msg.test(String(l['msg']
 
 describe('Redis outage under a cluster', { skip }, () => {
   before(async () => {
-    if ('skip' in redis || 'skip' in influx) return;
-    r = redis;
-    db = influx;
+    if ('skip' in services) return;
+    r = services.redis!;
+    db = services.influx;
     const dataA = tempDir('outage-a');
     const dataB = tempDir('outage-b');
     dirs.push(dataA, dataB);
-    const auth = await clusterAuth({ url: r.url });
+    const { auth } = services;
     deviceSecret = await auth.registry.addDevice('dev-1');
     otherSecret = await auth.registry.addDevice('dev-2');
     backendSecret = await auth.registry.addUser('backend', {
@@ -71,15 +71,7 @@ describe('Redis outage under a cluster', { skip }, () => {
       subscribe: ['devices/+/telemetry'],
     });
     token = (await auth.tokens.create({ feeds: ['telemetry/+'] })).token;
-    await auth.close();
-    const env = {
-      REDIS_URL: r.url,
-      INFLUX_URL: db.url,
-      INFLUX_API: 'v1',
-      INFLUX_DATABASE: DB,
-      INFLUX_FLUSH_INTERVAL_MS: '50',
-      INFLUX_SELF_METRICS_MS: '0',
-    };
+    const env = services.env();
     const config = loadConfig({
       ...env,
       BRIDGE_MQTT_PORT: '0',
@@ -95,8 +87,7 @@ describe('Redis outage under a cluster', { skip }, () => {
     for (const c of clients) c.end(true);
     await a?.close();
     await b?.close();
-    if (!('skip' in influx)) await influx.stop();
-    if (!('skip' in redis)) await redis.stop();
+    if (!('skip' in services)) await services.stop();
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -22,18 +22,18 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Auth } from '../src/auth/open-auth.js';
 import { startTestBridge, type TestBridge } from './support/bridge.js';
+import { startClusterServices } from './support/cluster.js';
 import { assertStoredExactlyOnce, type DurableFleet, startFleet } from './support/durable-fleet.js';
-import { type InfluxdServer, startInfluxd } from './support/influx.js';
+import type { InfluxdServer } from './support/influx.js';
 import { LiveTestClient } from './support/live-client.js';
 import { checkContinuity } from './support/live-continuity.js';
-import { clusterAuth, type SentinelGroup, startSentinelGroup } from './support/redis.js';
+import type { SentinelGroup } from './support/redis.js';
 import { waitFor } from './support/wait.js';
 
 const DB = 'sentinel';
 
-const group = await startSentinelGroup();
-const influx = 'skip' in group ? group : await startInfluxd({ database: DB });
-const skip = 'skip' in influx ? influx.skip : undefined;
+const services = await startClusterServices({ database: DB, sentinel: true });
+const skip = 'skip' in services ? services.skip : undefined;
 
 let sentinels: SentinelGroup;
 let db: InfluxdServer;
@@ -154,17 +154,11 @@ async function bridgeConnections(port: number): Promise<number> {
 
 describe('Sentinel failovers under two bridges', { skip }, () => {
   before(async () => {
-    if ('skip' in group || 'skip' in influx) return;
-    sentinels = group;
-    db = influx;
-    auth = await clusterAuth(sentinels.target);
-    const env = {
-      ...sentinels.env,
-      INFLUX_URL: db.url,
-      INFLUX_API: 'v1',
-      INFLUX_DATABASE: DB,
-      BRIDGE_DEVICE_RATE: '0',
-    };
+    if ('skip' in services) return;
+    sentinels = services.sentinels!;
+    db = services.influx;
+    auth = services.auth;
+    const env = services.env({ BRIDGE_DEVICE_RATE: '0' });
     a = await startTestBridge(env);
     b = await startTestBridge(env);
     const { token } = await auth.tokens.create({ feeds: ['telemetry/+'] });
@@ -180,9 +174,7 @@ describe('Sentinel failovers under two bridges', { skip }, () => {
     for (const w of browsers) w.close();
     await a?.close();
     await b?.close();
-    await auth?.close();
-    if (!('skip' in influx)) await influx.stop();
-    if (!('skip' in group)) await group.stop();
+    if (!('skip' in services)) await services.stop();
   });
 
   test('the primary SIGKILLed mid-stream: stored exactly once, browsers continue without a silent hole, /readyz truthful', async () => {
