@@ -8,6 +8,10 @@ export const ERROR_CODES = {
   schema: 'E_SCHEMA',
   storage: 'E_STORAGE',
   spoolFull: 'E_SPOOL_FULL',
+  /** A history query with a malformed range (bounds, step, cursor, feeds). */
+  historyRange: 'E_HISTORY_RANGE',
+  /** A history query over a limit (window, points, readings). */
+  historyLimit: 'E_HISTORY_LIMIT',
   token: 'E_TOKEN',
   usage: 'E_USAGE',
 } as const;

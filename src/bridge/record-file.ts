@@ -236,13 +236,14 @@ export class RecordTail {
 
   /** Drops the chunks of segment `seg` from `off` on (bytes that never reached the disk). */
   dropFrom(seg: number, off: number): void {
-    while (this.chunks.length > this.head) {
-      const c = this.chunks[this.chunks.length - 1] as TailChunk;
-      if (c.seg < seg || (c.seg === seg && c.off < off)) break;
-      this.chunks.pop();
-      this.cost -= c.data.length + CHUNK_OVERHEAD_BYTES;
+    const kept: TailChunk[] = [];
+    for (let i = this.head; i < this.chunks.length; i++) {
+      const c = this.chunks[i] as TailChunk;
+      if (c.seg === seg && c.off >= off) this.cost -= c.data.length + CHUNK_OVERHEAD_BYTES;
+      else kept.push(c);
     }
-    this.compact();
+    this.chunks = kept;
+    this.head = 0;
   }
 
   private dropHead(): void {

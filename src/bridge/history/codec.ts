@@ -1,0 +1,337 @@
+/**
+ * The binary form of history events: a batch of events is one journal record (record-file.ts
+ * framing). Batches are built on the main thread (`BatchEncoder`, the only per-event work there) and
+ * read in the history worker (`EventReader`).
+ *
+ * Record payload of a batch (little-endian; offsets from the payload's start):
+ * ```
+ *  0 u8  type = 1 (events)   1 u8 version = 1   2 u16 flags (1: previous key known)   4 u32 event count
+ *  8 f64 arrival of the first event (Unix ms)   16 f64 arrival of the last event
+ * 24 f64 first key major   32 f64 first key minor   40 f64 last key major   48 f64 last key minor
+ * 56 f64 previous key major   64 f64 previous key minor   (the event just before the first one)
+ * 72 u32 offset of the names table   76 u32 number of names
+ * 80 events…, then the names table: per name u16 byte length + UTF-8
+ * event: u8 kind (1 telemetry, 2 status), u8 flags (1: values present), u16 value count,
+ *        u32 device name index, f64 key major, f64 key minor, f64 time (Unix ms), u32 body bytes,
+ *        body (UTF-8 JSON, as streamed), then per value: u32 name index, f64 value
+ * ```
+ * The previous key carries continuity: when it is not the newest key the store holds, events were
+ * lost in between (dropped under overload, a restart, a trimmed stream) and the store starts a new
+ * segment there, so a cursor in the hole gets `gap` instead of a silent skip.
+ * Names (devices, value names) are interned per batch, so every record decodes on its own: no
+ * dictionary outlives a record, and a record can be read from anywhere in a segment.
+ *
+ * A segment's first record is its header (type 2): `u8 type, u8 version, u16 flags (1: has
+ * previous key), u32 0, f64 previous key major, f64 previous key minor, f64 created at (Unix ms)`.
+ */
+
+import type { FeedKind } from '../live/feeds.js';
+import { RECORD_HEADER_BYTES } from '../record-file.js';
+import type { HistoryKey } from './key.js';
+
+export const RECORD_EVENTS = 1;
+export const RECORD_SEGMENT_HEADER = 2;
+const VERSION = 1;
+export const BATCH_HEADER_BYTES = 80;
+const EVENT_HEADER_BYTES = 36;
+const VALUE_BYTES = 12;
+const KIND_CODE: Record<FeedKind, number> = { telemetry: 1, status: 2 };
+const FLAG_VALUES = 1;
+
+/** One event as the live broker streams it, handed to the history store. */
+export interface HistoryInput {
+  readonly kind: FeedKind;
+  readonly device: string;
+  /** Its cursor as a key (key.ts); strictly increasing from one append to the next. */
+  readonly key: HistoryKey;
+  /** Sample or status time, Unix ms. */
+  readonly time: number;
+  /**
+   * The kind-specific fields as streamed, JSON: `{"seq":…,"time":…,"values":{…},"labels":{…}}` or
+   * `{"state":…,"firmware":…,"time":…}` (what the broker put after type/feed/device/cursor).
+   */
+  readonly body: string;
+  /**
+   * The sample's values when the caller has them as numbers (the memory broker does); otherwise the
+   * worker reads them from `body`.
+   */
+  readonly values?: Readonly<Record<string, number>>;
+}
+
+/**
+ * Builds one batch record at a time. `add` costs one interned name lookup per name, a UTF-8 write of
+ * the body and a few fixed-width numbers; `finish` copies the batch once into its record.
+ */
+export class BatchEncoder {
+  private buf: Buffer;
+  private pos = 0;
+  private readonly names = new Map<string, number>();
+  private nameList: string[] = [];
+  private namesBytes = 0;
+  private firstArrival = 0;
+  private lastArrival = 0;
+  private firstMajor = 0;
+  private firstMinor = 0;
+  private lastMajor = 0;
+  private lastMinor = 0;
+  private prev: HistoryKey | undefined;
+  /** The key of the last event given to `add` or `skip`: the previous key of the next batch. */
+  private lastSeen: HistoryKey | undefined;
+  /** Events in the batch being built. */
+  count = 0;
+
+  /** @param now wall clock for arrival times, Unix ms */
+  constructor(
+    private readonly capacity: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.buf = Buffer.allocUnsafeSlow(capacity);
+  }
+
+  /** Bytes the batch would take now. */
+  get bytes(): number {
+    return RECORD_HEADER_BYTES + BATCH_HEADER_BYTES + this.pos + this.namesBytes;
+  }
+
+  /** The key of the last event added or skipped. */
+  get last(): HistoryKey | undefined {
+    return this.lastSeen;
+  }
+
+  /**
+   * Sets what precedes the next event: the key of the event just before it in the stream, or
+   * undefined when unknown (events may be missing before it).
+   */
+  setPrevious(key: HistoryKey | undefined): void {
+    this.lastSeen = key;
+  }
+
+  /** Records that the event with `key` was not stored (the next batch then starts after a hole). */
+  skip(key: HistoryKey): void {
+    this.lastSeen = key;
+  }
+
+  /**
+   * Adds an event; returns false (adding nothing) when it does not fit: `finish()` the batch first.
+   * An event larger than the capacity is added to an empty batch all the same.
+   */
+  add(e: HistoryInput): boolean {
+    const values = e.values;
+    let n = 0;
+    if (values) for (const _ in values) n++;
+    // UTF-16 → UTF-8 takes at most 3 bytes a code unit.
+    const need = EVENT_HEADER_BYTES + 3 * e.body.length + VALUE_BYTES * n;
+    if (this.pos + need > this.buf.length) {
+      if (this.count > 0) return false;
+      this.buf = Buffer.allocUnsafeSlow(Math.max(need, this.capacity));
+    }
+    const buf = this.buf;
+    let p = this.pos;
+    buf[p] = KIND_CODE[e.kind];
+    buf[p + 1] = values ? FLAG_VALUES : 0;
+    buf.writeUInt16LE(n, p + 2);
+    buf.writeUInt32LE(this.intern(e.device), p + 4);
+    buf.writeDoubleLE(e.key.major, p + 8);
+    buf.writeDoubleLE(e.key.minor, p + 16);
+    buf.writeDoubleLE(e.time, p + 24);
+    const bodyBytes = buf.write(e.body, p + EVENT_HEADER_BYTES, 'utf8');
+    buf.writeUInt32LE(bodyBytes, p + 32);
+    p += EVENT_HEADER_BYTES + bodyBytes;
+    if (values) {
+      for (const name in values) {
+        buf.writeUInt32LE(this.intern(name), p);
+        buf.writeDoubleLE(values[name] as number, p + 4);
+        p += VALUE_BYTES;
+      }
+    }
+    this.pos = p;
+    if (this.count === 0) {
+      this.prev = this.lastSeen;
+      // Arrival is kept per batch (retention and arrival-time reads need no finer grain).
+      this.firstArrival = this.now();
+      this.firstMajor = e.key.major;
+      this.firstMinor = e.key.minor;
+    }
+    this.lastMajor = e.key.major;
+    this.lastMinor = e.key.minor;
+    this.lastSeen = e.key;
+    this.count++;
+    return true;
+  }
+
+  /**
+   * The batch as a record (its 12-byte frame header left for the writer to seal), or undefined when
+   * empty; starts the next batch. The buffer owns its memory (transferable to a worker).
+   */
+  finish(): Buffer | undefined {
+    if (this.count === 0) return undefined;
+    this.lastArrival = this.now();
+    const record = Buffer.allocUnsafeSlow(this.bytes);
+    const h = RECORD_HEADER_BYTES;
+    record[h] = RECORD_EVENTS;
+    record[h + 1] = VERSION;
+    record.writeUInt16LE(this.prev ? 1 : 0, h + 2);
+    record.writeUInt32LE(this.count, h + 4);
+    record.writeDoubleLE(this.firstArrival, h + 8);
+    record.writeDoubleLE(this.lastArrival, h + 16);
+    record.writeDoubleLE(this.firstMajor, h + 24);
+    record.writeDoubleLE(this.firstMinor, h + 32);
+    record.writeDoubleLE(this.lastMajor, h + 40);
+    record.writeDoubleLE(this.lastMinor, h + 48);
+    record.writeDoubleLE(this.prev?.major ?? 0, h + 56);
+    record.writeDoubleLE(this.prev?.minor ?? 0, h + 64);
+    record.writeUInt32LE(BATCH_HEADER_BYTES + this.pos, h + 72);
+    record.writeUInt32LE(this.nameList.length, h + 76);
+    this.buf.copy(record, h + BATCH_HEADER_BYTES, 0, this.pos);
+    let p = h + BATCH_HEADER_BYTES + this.pos;
+    for (const name of this.nameList) {
+      const len = record.write(name, p + 2, 'utf8');
+      record.writeUInt16LE(len, p);
+      p += 2 + len;
+    }
+    this.pos = 0;
+    this.count = 0;
+    this.names.clear();
+    this.nameList = [];
+    this.namesBytes = 0;
+    return record;
+  }
+
+  private intern(name: string): number {
+    let id = this.names.get(name);
+    if (id === undefined) {
+      id = this.nameList.length;
+      this.names.set(name, id);
+      this.nameList.push(name);
+      this.namesBytes += 2 + Buffer.byteLength(name, 'utf8');
+    }
+    return id;
+  }
+}
+
+/** The summary of a batch record, from its header alone. */
+export interface BatchInfo {
+  readonly count: number;
+  readonly firstArrival: number;
+  readonly lastArrival: number;
+  readonly firstKey: HistoryKey;
+  readonly lastKey: HistoryKey;
+  /** The key of the event just before the first one, when the producer knew it. */
+  readonly prevKey: HistoryKey | undefined;
+}
+
+/** The record type of a payload (RECORD_EVENTS, RECORD_SEGMENT_HEADER, or something unknown). */
+export function recordType(payload: Buffer): number {
+  return payload[0] ?? 0;
+}
+
+export function batchInfo(payload: Buffer): BatchInfo {
+  return {
+    count: payload.readUInt32LE(4),
+    firstArrival: payload.readDoubleLE(8),
+    lastArrival: payload.readDoubleLE(16),
+    firstKey: { major: payload.readDoubleLE(24), minor: payload.readDoubleLE(32) },
+    lastKey: { major: payload.readDoubleLE(40), minor: payload.readDoubleLE(48) },
+    prevKey:
+      (payload.readUInt16LE(2) & 1) === 1
+        ? { major: payload.readDoubleLE(56), minor: payload.readDoubleLE(64) }
+        : undefined,
+  };
+}
+
+export interface SegmentHeader {
+  /** The key of the event just before the segment's first one in the stream, when known. */
+  readonly prevKey: HistoryKey | undefined;
+  readonly createdAt: number;
+}
+
+export const SEGMENT_HEADER_BYTES = 32;
+
+/** A segment header record's payload (frame header space included). */
+export function segmentHeaderRecord(header: SegmentHeader): Buffer {
+  const record = Buffer.alloc(RECORD_HEADER_BYTES + SEGMENT_HEADER_BYTES);
+  const h = RECORD_HEADER_BYTES;
+  record[h] = RECORD_SEGMENT_HEADER;
+  record[h + 1] = VERSION;
+  record.writeUInt16LE(header.prevKey ? 1 : 0, h + 2);
+  record.writeDoubleLE(header.prevKey?.major ?? 0, h + 8);
+  record.writeDoubleLE(header.prevKey?.minor ?? 0, h + 16);
+  record.writeDoubleLE(header.createdAt, h + 24);
+  return record;
+}
+
+export function readSegmentHeader(payload: Buffer): SegmentHeader | undefined {
+  if (payload.length < SEGMENT_HEADER_BYTES || payload[0] !== RECORD_SEGMENT_HEADER) return undefined;
+  const hasPrev = (payload.readUInt16LE(2) & 1) === 1;
+  return {
+    prevKey: hasPrev ? { major: payload.readDoubleLE(8), minor: payload.readDoubleLE(16) } : undefined,
+    createdAt: payload.readDoubleLE(24),
+  };
+}
+
+/**
+ * Walks the events of a batch payload in order. After `next()` returns true the fields describe the
+ * current event; `body()`, `valueName()`, `value()` decode on demand.
+ */
+export class EventReader {
+  private readonly names: string[] = [];
+  private readonly end: number;
+  private pos = BATCH_HEADER_BYTES;
+  private valuesAt = 0;
+  kind: FeedKind = 'telemetry';
+  hasValues = false;
+  valueCount = 0;
+  device = '';
+  major = 0;
+  minor = 0;
+  time = 0;
+  private bodyStart = 0;
+  private bodyEnd = 0;
+
+  constructor(private readonly payload: Buffer) {
+    this.end = payload.readUInt32LE(72);
+    let p = this.end;
+    const n = payload.readUInt32LE(76);
+    for (let i = 0; i < n; i++) {
+      const len = payload.readUInt16LE(p);
+      this.names.push(payload.toString('utf8', p + 2, p + 2 + len));
+      p += 2 + len;
+    }
+  }
+
+  next(): boolean {
+    const { payload } = this;
+    if (this.pos >= this.end) return false;
+    const p = this.pos;
+    this.kind = payload[p] === 2 ? 'status' : 'telemetry';
+    this.hasValues = (payload[p + 1]! & FLAG_VALUES) !== 0;
+    this.valueCount = payload.readUInt16LE(p + 2);
+    this.device = this.names[payload.readUInt32LE(p + 4)] ?? '';
+    this.major = payload.readDoubleLE(p + 8);
+    this.minor = payload.readDoubleLE(p + 16);
+    this.time = payload.readDoubleLE(p + 24);
+    const bodyBytes = payload.readUInt32LE(p + 32);
+    this.bodyStart = p + EVENT_HEADER_BYTES;
+    this.bodyEnd = this.bodyStart + bodyBytes;
+    this.valuesAt = this.bodyEnd;
+    this.pos = this.bodyEnd + VALUE_BYTES * this.valueCount;
+    return true;
+  }
+
+  /** True when the current event's key is greater than `key`. */
+  after(key: HistoryKey): boolean {
+    return this.major > key.major || (this.major === key.major && this.minor > key.minor);
+  }
+
+  body(): string {
+    return this.payload.toString('utf8', this.bodyStart, this.bodyEnd);
+  }
+
+  valueName(i: number): string {
+    return this.names[this.payload.readUInt32LE(this.valuesAt + VALUE_BYTES * i)] ?? '';
+  }
+
+  value(i: number): number {
+    return this.payload.readDoubleLE(this.valuesAt + VALUE_BYTES * i + 4);
+  }
+}
