@@ -424,11 +424,7 @@ export class HistoryEngine {
     if (q.key !== undefined) {
       const key = q.key;
       p = this.partitions.find((x) => x.seg.lastKey !== undefined && compareKeys(x.seg.lastKey, key) > 0);
-      if (!p) {
-        // Nothing newer is held; in a known hole before the next event that is a gap.
-        if (this.frontier && compareKeys(key, this.frontier) < 0) return 'gap';
-        return { events: [], last: key, end: true };
-      }
+      if (!p) return this.inHole(key) ? 'gap' : { events: [], last: key, end: true };
       const seg = p.seg;
       const resumable =
         (seg.prevKey !== undefined && compareKeys(key, seg.prevKey) >= 0) ||
@@ -473,7 +469,8 @@ export class HistoryEngine {
       }
       const prev: Partition = p;
       p = this.partitions.find((x) => x.id > prev.id && x.seg.lastKey !== undefined);
-      if (!p) return { events, last: after, end: true };
+      // The end, unless a known hole follows (then the next read from `last` is the gap).
+      if (!p) return { events, last: after, end: !this.inHole(after) };
       // The next segment must continue this one; if not, the next read from here gets a gap.
       if (!p.seg.prevKey || !seg.lastKey || compareKeys(p.seg.prevKey, seg.lastKey) !== 0) {
         return { events, last: seg.lastKey ?? after, end: false };
@@ -481,6 +478,11 @@ export class HistoryEngine {
       after ??= seg.lastKey;
       start = FIRST_RECORD_OFFSET;
     }
+  }
+
+  /** True when events after `key` may have been lost before the next one (see `frontier`). */
+  private inHole(key: HistoryKey | undefined): boolean {
+    return key !== undefined && this.frontier !== undefined && compareKeys(key, this.frontier) < 0;
   }
 
   /**

@@ -137,17 +137,23 @@ export class HistoryStore {
     const worker = TSX_BOOT
       ? new Worker(TSX_BOOT, { eval: true, workerData: data })
       : new Worker(WORKER_URL, { workerData: data });
+    let onMessage: (m: Reply) => void = () => {};
+    let onError: (err: Error) => void = () => {};
+    let onExit: (code: number) => void = () => {};
     const first = await new Promise<Reply>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`the history worker exited (${code}) while opening`)));
+      onMessage = resolve;
+      onError = reject;
+      onExit = (code) => reject(new Error(`the history worker exited (${code}) while opening`));
+      worker.once('message', onMessage);
+      worker.once('error', onError);
+      worker.once('exit', onExit);
     }).catch((err: Error) => ({ t: 'failed' as const, error: { message: err.message } }));
+    worker.off('message', onMessage).off('error', onError).off('exit', onExit);
     if (first.t !== 'ready') {
       await worker.terminate();
       const message = first.t === 'failed' ? first.error.message : 'unexpected first message';
       throw new TelebridgeError(ERROR_CODES.storage, `history store ${options.dir}: ${message}`);
     }
-    worker.removeAllListeners();
     return new HistoryStore(worker, first.info, options);
   }
 
