@@ -159,6 +159,9 @@ export interface TailChunk {
 /** Memory of one tail entry beyond its bytes (objects, array slot), counted against the bound. */
 const CHUNK_OVERHEAD_BYTES = 128;
 
+/** Memory a chunk holds: its whole ArrayBuffer when it is a view into a larger one. */
+const held = (data: Buffer) => Math.max(data.length, data.buffer.byteLength) + CHUNK_OVERHEAD_BYTES;
+
 /**
  * The newest records of a segment log kept in memory, oldest first, bounded by bytes: readers take
  * records from here instead of the files. It is always the end of the log: past the bound the oldest
@@ -190,14 +193,15 @@ export class RecordTail {
   /** Adds written bytes at (seg, off), dropping the oldest chunks past the bound. */
   push(seg: number, off: number, written: Buffer): void {
     if (this.maxBytes <= 0) return;
-    // A small buffer is a view into Node's shared 8 KiB pool: keeping it would keep the whole slab.
+    // A view into a larger ArrayBuffer (Node's shared 8 KiB pool, a batch buffer with room left)
+    // would keep all of it: copied when it is less than half of it.
     let data = written;
-    if (written.byteLength !== written.buffer.byteLength) {
+    if (written.byteLength * 2 < written.buffer.byteLength) {
       data = Buffer.allocUnsafeSlow(written.length);
       written.copy(data);
     }
     this.chunks.push({ seg, off, data });
-    this.cost += data.length + CHUNK_OVERHEAD_BYTES;
+    this.cost += held(data);
     while (this.cost > this.maxBytes && this.head < this.chunks.length) this.dropHead();
     this.compact();
   }
@@ -239,7 +243,7 @@ export class RecordTail {
     const kept: TailChunk[] = [];
     for (let i = this.head; i < this.chunks.length; i++) {
       const c = this.chunks[i] as TailChunk;
-      if (c.seg === seg && c.off >= off) this.cost -= c.data.length + CHUNK_OVERHEAD_BYTES;
+      if (c.seg === seg && c.off >= off) this.cost -= held(c.data);
       else kept.push(c);
     }
     this.chunks = kept;
@@ -248,7 +252,7 @@ export class RecordTail {
 
   private dropHead(): void {
     const c = this.chunks[this.head] as TailChunk;
-    this.cost -= c.data.length + CHUNK_OVERHEAD_BYTES;
+    this.cost -= held(c.data);
     // Release the bytes now, not at the next compaction.
     this.chunks[this.head] = undefined as unknown as TailChunk;
     this.head++;

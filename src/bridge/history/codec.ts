@@ -58,18 +58,25 @@ export interface HistoryInput {
   readonly values?: Readonly<Record<string, number>>;
 }
 
+/** Where the first event of a batch record starts (frame header, batch header). */
+const FIRST_EVENT = RECORD_HEADER_BYTES + BATCH_HEADER_BYTES;
+/** Smallest buffer a batch starts with. */
+const MIN_BATCH_BYTES = 16 << 10;
+
 /**
- * Builds one batch record at a time. `add` costs one interned name lookup per name, a UTF-8 write of
- * the body and a few fixed-width numbers; `finish` copies the batch once into its record.
+ * Builds one batch record at a time, in place: events are written straight into the record's
+ * buffer, the names table is appended by `finish`. `add` costs one interned-name lookup per name,
+ * a UTF-8 write of the body and a few fixed-width numbers.
  */
 export class BatchEncoder {
-  private buf: Buffer;
-  private pos = 0;
+  private buf: Buffer | undefined;
+  /** Size of the next batch's buffer: twice the last batch, within [16 KiB, capacity]. */
+  private nextSize = MIN_BATCH_BYTES;
+  private pos = FIRST_EVENT;
   private readonly names = new Map<string, number>();
   private nameList: string[] = [];
   private namesBytes = 0;
   private firstArrival = 0;
-  private lastArrival = 0;
   private firstMajor = 0;
   private firstMinor = 0;
   private lastMajor = 0;
@@ -80,17 +87,18 @@ export class BatchEncoder {
   /** Events in the batch being built. */
   count = 0;
 
-  /** @param now wall clock for arrival times, Unix ms */
+  /**
+   * @param capacity bytes of a full batch
+   * @param now wall clock for arrival times, Unix ms
+   */
   constructor(
     private readonly capacity: number,
     private readonly now: () => number = Date.now,
-  ) {
-    this.buf = Buffer.allocUnsafeSlow(capacity);
-  }
+  ) {}
 
-  /** Bytes the batch would take now. */
+  /** Bytes the batch takes now. */
   get bytes(): number {
-    return RECORD_HEADER_BYTES + BATCH_HEADER_BYTES + this.pos + this.namesBytes;
+    return this.pos + this.namesBytes;
   }
 
   /** The key of the last event added or skipped. */
@@ -116,35 +124,22 @@ export class BatchEncoder {
    * An event larger than the capacity is added to an empty batch all the same.
    */
   add(e: HistoryInput): boolean {
-    const values = e.values;
-    let n = 0;
-    if (values) for (const _ in values) n++;
-    // UTF-16 → UTF-8 takes at most 3 bytes a code unit.
-    const need = EVENT_HEADER_BYTES + 3 * e.body.length + VALUE_BYTES * n;
-    if (this.pos + need > this.buf.length) {
-      if (this.count > 0) return false;
-      this.buf = Buffer.allocUnsafeSlow(Math.max(need, this.capacity));
+    this.buf ??= Buffer.allocUnsafeSlow(this.nextSize);
+    const names = this.nameList.length;
+    const namesBytes = this.namesBytes;
+    let end = this.write(e, this.buf, this.pos);
+    while (end < 0) {
+      // Undo the names this event interned.
+      for (const name of this.nameList.splice(names)) this.names.delete(name);
+      this.namesBytes = namesBytes;
+      if (this.count > 0 && this.buf.length >= this.capacity) return false;
+      // An empty batch (one event larger than a batch) or a small first buffer: a larger one.
+      const larger = Buffer.allocUnsafeSlow(this.buf.length * 2);
+      this.buf.copy(larger, 0, 0, this.pos);
+      this.buf = larger;
+      end = this.write(e, larger, this.pos);
     }
-    const buf = this.buf;
-    let p = this.pos;
-    buf[p] = KIND_CODE[e.kind];
-    buf[p + 1] = values ? FLAG_VALUES : 0;
-    buf.writeUInt16LE(n, p + 2);
-    buf.writeUInt32LE(this.intern(e.device), p + 4);
-    buf.writeDoubleLE(e.key.major, p + 8);
-    buf.writeDoubleLE(e.key.minor, p + 16);
-    buf.writeDoubleLE(e.time, p + 24);
-    const bodyBytes = buf.write(e.body, p + EVENT_HEADER_BYTES, 'utf8');
-    buf.writeUInt32LE(bodyBytes, p + 32);
-    p += EVENT_HEADER_BYTES + bodyBytes;
-    if (values) {
-      for (const name in values) {
-        buf.writeUInt32LE(this.intern(name), p);
-        buf.writeDoubleLE(values[name] as number, p + 4);
-        p += VALUE_BYTES;
-      }
-    }
-    this.pos = p;
+    this.pos = end;
     if (this.count === 0) {
       this.prev = this.lastSeen;
       // Arrival is kept per batch (retention and arrival-time reads need no finer grain).
@@ -161,40 +156,70 @@ export class BatchEncoder {
 
   /**
    * The batch as a record (its 12-byte frame header left for the writer to seal), or undefined when
-   * empty; starts the next batch. The buffer owns its memory (transferable to a worker).
+   * empty; starts the next batch. The record is a view at the start of an ArrayBuffer of its own
+   * (transferable to a worker; it may be longer than the record).
    */
   finish(): Buffer | undefined {
-    if (this.count === 0) return undefined;
-    this.lastArrival = this.now();
-    const record = Buffer.allocUnsafeSlow(this.bytes);
+    const buf = this.buf;
+    if (this.count === 0 || !buf) return undefined;
     const h = RECORD_HEADER_BYTES;
-    record[h] = RECORD_EVENTS;
-    record[h + 1] = VERSION;
-    record.writeUInt16LE(this.prev ? 1 : 0, h + 2);
-    record.writeUInt32LE(this.count, h + 4);
-    record.writeDoubleLE(this.firstArrival, h + 8);
-    record.writeDoubleLE(this.lastArrival, h + 16);
-    record.writeDoubleLE(this.firstMajor, h + 24);
-    record.writeDoubleLE(this.firstMinor, h + 32);
-    record.writeDoubleLE(this.lastMajor, h + 40);
-    record.writeDoubleLE(this.lastMinor, h + 48);
-    record.writeDoubleLE(this.prev?.major ?? 0, h + 56);
-    record.writeDoubleLE(this.prev?.minor ?? 0, h + 64);
-    record.writeUInt32LE(BATCH_HEADER_BYTES + this.pos, h + 72);
-    record.writeUInt32LE(this.nameList.length, h + 76);
-    this.buf.copy(record, h + BATCH_HEADER_BYTES, 0, this.pos);
-    let p = h + BATCH_HEADER_BYTES + this.pos;
+    buf[h] = RECORD_EVENTS;
+    buf[h + 1] = VERSION;
+    buf.writeUInt16LE(this.prev ? 1 : 0, h + 2);
+    buf.writeUInt32LE(this.count, h + 4);
+    buf.writeDoubleLE(this.firstArrival, h + 8);
+    buf.writeDoubleLE(this.now(), h + 16);
+    buf.writeDoubleLE(this.firstMajor, h + 24);
+    buf.writeDoubleLE(this.firstMinor, h + 32);
+    buf.writeDoubleLE(this.lastMajor, h + 40);
+    buf.writeDoubleLE(this.lastMinor, h + 48);
+    buf.writeDoubleLE(this.prev?.major ?? 0, h + 56);
+    buf.writeDoubleLE(this.prev?.minor ?? 0, h + 64);
+    buf.writeUInt32LE(this.pos - RECORD_HEADER_BYTES, h + 72);
+    buf.writeUInt32LE(this.nameList.length, h + 76);
+    let p = this.pos;
     for (const name of this.nameList) {
-      const len = record.write(name, p + 2, 'utf8');
-      record.writeUInt16LE(len, p);
+      const len = buf.write(name, p + 2, 'utf8');
+      buf.writeUInt16LE(len, p);
       p += 2 + len;
     }
-    this.pos = 0;
+    this.nextSize = Math.min(this.capacity, Math.max(MIN_BATCH_BYTES, 2 * p));
+    this.buf = undefined;
+    this.pos = FIRST_EVENT;
     this.count = 0;
     this.names.clear();
     this.nameList = [];
     this.namesBytes = 0;
-    return record;
+    return buf.subarray(0, p);
+  }
+
+  /** Writes the event at `p`; returns where it ends, or -1 when it (and the names table) would not fit. */
+  private write(e: HistoryInput, buf: Buffer, p: number): number {
+    const room = buf.length;
+    // UTF-16 → UTF-8 takes at most 3 bytes a code unit.
+    if (p + EVENT_HEADER_BYTES + 3 * e.body.length > room) return -1;
+    const values = e.values;
+    buf[p] = KIND_CODE[e.kind];
+    buf[p + 1] = values ? FLAG_VALUES : 0;
+    buf.writeUInt32LE(this.intern(e.device), p + 4);
+    buf.writeDoubleLE(e.key.major, p + 8);
+    buf.writeDoubleLE(e.key.minor, p + 16);
+    buf.writeDoubleLE(e.time, p + 24);
+    const bodyBytes = buf.write(e.body, p + EVENT_HEADER_BYTES, 'utf8');
+    buf.writeUInt32LE(bodyBytes, p + 32);
+    let q = p + EVENT_HEADER_BYTES + bodyBytes;
+    let n = 0;
+    if (values) {
+      for (const name in values) {
+        if (q + VALUE_BYTES > room) return -1;
+        buf.writeUInt32LE(this.intern(name), q);
+        buf.writeDoubleLE(values[name] as number, q + 4);
+        q += VALUE_BYTES;
+        n++;
+      }
+    }
+    buf.writeUInt16LE(n, p + 2);
+    return q + this.namesBytes > room ? -1 : q;
   }
 
   private intern(name: string): number {
@@ -282,6 +307,8 @@ export class EventReader {
   hasValues = false;
   valueCount = 0;
   device = '';
+  /** The device's index in this batch's names (stable within the batch). */
+  deviceIndex = 0;
   major = 0;
   minor = 0;
   time = 0;
@@ -306,7 +333,8 @@ export class EventReader {
     this.kind = payload[p] === 2 ? 'status' : 'telemetry';
     this.hasValues = (payload[p + 1]! & FLAG_VALUES) !== 0;
     this.valueCount = payload.readUInt16LE(p + 2);
-    this.device = this.names[payload.readUInt32LE(p + 4)] ?? '';
+    this.deviceIndex = payload.readUInt32LE(p + 4);
+    this.device = this.names[this.deviceIndex] ?? '';
     this.major = payload.readDoubleLE(p + 8);
     this.minor = payload.readDoubleLE(p + 16);
     this.time = payload.readDoubleLE(p + 24);

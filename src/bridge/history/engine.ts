@@ -63,6 +63,7 @@ import {
 } from './journal.js';
 import { compareKeys, type HistoryKey, type KeySpace } from './key.js';
 import {
+  type ColumnsMemory,
   chunkBytes,
   DeviceColumns,
   decodeChunk,
@@ -219,7 +220,8 @@ interface Partition {
   state: PartitionState;
   /** Columns per device, while open or sealing. */
   columns: Map<string, DeviceColumns> | undefined;
-  columnsBytes: number;
+  /** Memory of `columns`. */
+  readonly memory: ColumnsMemory;
   index: SeriesIndex | undefined;
   seriesBytes: number;
   /** Readers in flight; a dropped partition's files go when this is 0. */
@@ -394,11 +396,11 @@ export class HistoryEngine {
     }
     p ??= this.startPartition(info.prevKey);
     this.writer.append(p.seg, record, info, onDone);
-    p.columnsBytes += this.addColumns(p.columns!, payload);
+    this.addColumns(p.columns!, p.memory, payload);
     this.newestKey = info.lastKey;
     this.frontier = info.lastKey;
     if (this.meta.keys === 'local') this.reserve(info);
-    if (p.seg.size >= this.partitionBytes || p.columnsBytes >= this.partitionMemoryBytes) this.seal(p);
+    if (p.seg.size >= this.partitionBytes || p.memory.bytes >= this.partitionMemoryBytes) this.seal(p);
     if (this.bytes() > this.options.maxBytes) this.enforceBytes();
   }
 
@@ -559,7 +561,7 @@ export class HistoryEngine {
       events += p.seg.count;
       journalBytes += Math.max(p.seg.diskBytes, p.seg.size);
       seriesBytes += p.seriesBytes;
-      columnsBytes += p.columnsBytes;
+      columnsBytes += p.memory.bytes;
     }
     return {
       partitions: this.partitions.length,
@@ -634,7 +636,7 @@ export class HistoryEngine {
       seg,
       state: 'open',
       columns: new Map(),
-      columnsBytes: 0,
+      memory: { bytes: 0 },
       index: undefined,
       seriesBytes: 0,
       readers: 0,
@@ -645,17 +647,21 @@ export class HistoryEngine {
     return p;
   }
 
-  /** Adds a batch's events to a partition's columns; returns the change of their memory, bytes. */
-  private addColumns(columns: Map<string, DeviceColumns>, payload: Buffer): number {
+  /** Adds a batch's events to a partition's columns (and their memory to `memory`). */
+  private addColumns(columns: Map<string, DeviceColumns>, memory: ColumnsMemory, payload: Buffer): void {
     const r = new EventReader(payload);
-    const touched = new Map<DeviceColumns, number>();
+    // Devices by their index in this batch's names: one map lookup per device and batch.
+    const byIndex: (DeviceColumns | undefined)[] = [];
     while (r.next()) {
-      let d = columns.get(r.device);
+      let d = byIndex[r.deviceIndex];
       if (!d) {
-        d = new DeviceColumns();
-        columns.set(r.device, d);
+        d = columns.get(r.device);
+        if (!d) {
+          d = new DeviceColumns(memory);
+          columns.set(r.device, d);
+        }
+        byIndex[r.deviceIndex] = d;
       }
-      if (!touched.has(d)) touched.set(d, d.bytes);
       if (r.kind === 'status') {
         d.addStatus(statusPoint(r.time, r.body()));
         continue;
@@ -667,9 +673,6 @@ export class HistoryEngine {
         for (const [name, value] of valuesOf(r.body())) d.set(row, name, value);
       }
     }
-    let delta = 0;
-    for (const [d, before] of touched) delta += d.bytes - before;
-    return delta;
   }
 
   private reserve(info: BatchInfo): void {
@@ -722,7 +725,7 @@ export class HistoryEngine {
     }
     p.state = 'sealed';
     p.columns = undefined;
-    p.columnsBytes = 0;
+    p.memory.bytes = 0;
   }
 
   // ── retention ───────────────────────────────────────────────────────────────────────────────
@@ -755,7 +758,7 @@ export class HistoryEngine {
     if (this.openPartition === p) this.openPartition = undefined;
     p.dropped = true;
     p.columns = undefined;
-    p.columnsBytes = 0;
+    p.memory.bytes = 0;
     if (p.readers === 0) this.deleteFiles(p);
   }
 
@@ -904,7 +907,7 @@ export class HistoryEngine {
     // journal, cutting a torn tail, and rebuild the columns.
     let seg: JournalSegment | undefined;
     const columns = new Map<string, DeviceColumns>();
-    let columnsBytes = 0;
+    const memory: ColumnsMemory = { bytes: 0 };
     const { size, diskBytes } = await scanRecords(journalPath, (payload, _count, off) => {
       if (!seg) {
         const header = readSegmentHeader(payload);
@@ -913,7 +916,7 @@ export class HistoryEngine {
       }
       if (recordType(payload) !== RECORD_EVENTS) return;
       seg.note(off, payload.length + RECORD_HEADER_BYTES, batchInfo(payload));
-      columnsBytes += this.addColumns(columns, payload);
+      this.addColumns(columns, memory, payload);
     });
     const found = seg as JournalSegment | undefined;
     if (!found || found.count === 0) {
@@ -931,7 +934,7 @@ export class HistoryEngine {
       seg: found,
       state: 'sealing',
       columns,
-      columnsBytes,
+      memory,
       index: undefined,
       seriesBytes: 0,
       readers: 0,
@@ -947,7 +950,7 @@ export class HistoryEngine {
       seg,
       state: 'sealed',
       columns: undefined,
-      columnsBytes: 0,
+      memory: { bytes: 0 },
       index,
       seriesBytes: bytes,
       readers: 0,

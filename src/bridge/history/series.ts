@@ -32,6 +32,11 @@ const INITIAL_ROWS = 16;
 const MAGIC = 0x31534254; // "TBS1" little-endian
 const TRAILER_BYTES = 12;
 
+/** Memory of a partition's columns, bytes (capacity), kept up to date by its DeviceColumns. */
+export interface ColumnsMemory {
+  bytes: number;
+}
+
 /** One device's rows in the open partition. */
 export class DeviceColumns implements SeriesColumns {
   count = 0;
@@ -45,9 +50,8 @@ export class DeviceColumns implements SeriesColumns {
   sorted = true;
   private readonly index = new Map<string, number>();
 
-  /** Memory held by the columns, bytes (capacity, not rows). */
-  get bytes(): number {
-    return this.times.length * SLOT * (1 + this.columns.length);
+  constructor(private readonly memory: ColumnsMemory) {
+    memory.bytes += INITIAL_ROWS * SLOT;
   }
 
   /** Starts a row; returns its index. Every value of it is NaN until `set`. */
@@ -68,6 +72,7 @@ export class DeviceColumns implements SeriesColumns {
       this.index.set(name, j);
       this.names.push(name);
       this.columns.push(new Float64Array(this.times.length).fill(Number.NaN));
+      this.memory.bytes += this.times.length * SLOT;
     }
     this.columns[j]![row] = value;
   }
@@ -84,6 +89,7 @@ export class DeviceColumns implements SeriesColumns {
 
   private grow(): void {
     const size = this.times.length * 2;
+    this.memory.bytes += (size - this.times.length) * SLOT * (1 + this.columns.length);
     const times = new Float64Array(size);
     times.set(this.times);
     this.times = times;

@@ -231,10 +231,10 @@ export class HistoryStore {
     }
     const record = this.encoder.finish();
     if (!record || this.failed) return;
-    this.inFlight += record.length;
-    // finish() returns a buffer that owns its whole ArrayBuffer: transferred, not copied.
+    // The record starts its own ArrayBuffer: transferred, not copied.
     const data = record.buffer as ArrayBuffer;
-    this.worker.postMessage({ t: 'batch', data }, [data]);
+    this.inFlight += data.byteLength;
+    this.worker.postMessage({ t: 'batch', data, length: record.length }, [data]);
   }
 
   private request(op: string, args: unknown, whileClosing = false): Promise<unknown> {

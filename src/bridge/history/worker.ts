@@ -4,7 +4,7 @@
  * other side):
  *
  * ```
- * main → worker  { t: 'batch', data }                  a batch record (ArrayBuffer, transferred)
+ * main → worker  { t: 'batch', data, length }          a batch record (ArrayBuffer, transferred)
  *                { t: 'req', id, op, args }             op: after | range | stats | close
  * worker → main  { t: 'ready', info, maintenanceMs } | { t: 'failed', error }
  *                { t: 'ack', bytes }                    a batch is written (or dropped)
@@ -18,7 +18,7 @@ import { HistoryEngine, type HistoryEngineOptions } from './engine.js';
 export type WorkerOptions = Omit<HistoryEngineOptions, 'now' | 'log'>;
 
 export type WorkerRequest =
-  | { readonly t: 'batch'; readonly data: ArrayBuffer }
+  | { readonly t: 'batch'; readonly data: ArrayBuffer; readonly length: number }
   | { readonly t: 'req'; readonly id: number; readonly op: string; readonly args: unknown };
 
 const port = parentPort!;
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   port.on('message', (m: WorkerRequest) => {
     if (m.t === 'batch') {
       const bytes = m.data.byteLength;
-      engine.ingest(Buffer.from(m.data), () => port.postMessage({ t: 'ack', bytes }));
+      engine.ingest(Buffer.from(m.data, 0, m.length), () => port.postMessage({ t: 'ack', bytes }));
       return;
     }
     handle(m.op, m.args).then(
