@@ -94,6 +94,8 @@ export class BatchEncoder {
   constructor(
     private readonly capacity: number,
     private readonly now: () => number = Date.now,
+    /** Memory for a batch of `size` bytes (the store recycles full-size buffers). */
+    private readonly allocate: (size: number) => Buffer = Buffer.allocUnsafeSlow,
   ) {}
 
   /** Bytes the batch takes now. */
@@ -124,7 +126,7 @@ export class BatchEncoder {
    * An event larger than the capacity is added to an empty batch all the same.
    */
   add(e: HistoryInput): boolean {
-    this.buf ??= Buffer.allocUnsafeSlow(this.nextSize);
+    this.buf ??= this.allocate(this.nextSize);
     const names = this.nameList.length;
     const namesBytes = this.namesBytes;
     let end = this.write(e, this.buf, this.pos);

@@ -243,8 +243,11 @@ const SERIES_SUFFIX = '.series';
 export const RESERVE_SPAN = 1_000_000;
 /** After a failed write, batches are dropped for this long before a new segment is tried. */
 const WRITE_RETRY_MS = 5000;
-/** Disk reads of queries at once (each holds a read buffer). */
-const MAX_CONCURRENT_READS = 4;
+/**
+ * Queries run at once; the others wait their turn. Each holds at most a read buffer and a page or
+ * an answer, so this bounds the worker's query memory however many browsers resume together.
+ */
+const MAX_CONCURRENT_QUERIES = 4;
 const READ_CHUNK_BYTES = 256 << 10;
 
 const seriesName = (id: number) => `${String(id).padStart(16, '0')}${SERIES_SUFFIX}`;
@@ -256,7 +259,7 @@ function limitError(message: string): TelebridgeError {
   return new TelebridgeError(ERROR_CODES.historyLimit, message);
 }
 
-/** A counting semaphore for disk reads. */
+/** A counting semaphore. */
 class Gate {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
@@ -290,7 +293,7 @@ export class HistoryEngine {
   private readonly partitionMs: number;
   private readonly partitionBytes: number;
   private readonly partitionMemoryBytes: number;
-  private readonly gate = new Gate(MAX_CONCURRENT_READS);
+  private readonly queries = new Gate(MAX_CONCURRENT_QUERIES);
   private meta: Meta;
   private metaChain: Promise<void> = Promise.resolve();
   private sealing: Promise<void> = Promise.resolve();
@@ -419,6 +422,10 @@ export class HistoryEngine {
     if (q.feeds && q.feeds.length > this.limits.maxFeeds)
       throw limitError(`at most ${this.limits.maxFeeds} feeds`);
     if (q.minTime !== undefined && !Number.isFinite(q.minTime)) throw rangeError('minTime must be a number');
+    return this.queries.run(() => this.readAfter(q));
+  }
+
+  private async readAfter(q: AfterQuery): Promise<AfterPage | 'gap'> {
     // Partitions are walked by id, not from a copy: batches keep arriving (and partitions are
     // sealed, started and dropped) while this read awaits the disk.
     let p: Partition | undefined;
@@ -520,6 +527,16 @@ export class HistoryEngine {
       }
       sink = new Buckets(from, to, step, this.limits.maxCells);
     } else sink = new RawRows(from, to, this.limits.maxRawRows, this.limits.maxCells);
+    return this.queries.run(() => this.readRange(q.device, from, to, step, sink));
+  }
+
+  private async readRange(
+    device: string,
+    from: number,
+    to: number,
+    step: number | undefined,
+    sink: Buckets | RawRows,
+  ): Promise<RangeResult> {
     const status: StatusPoint[] = [];
     const overlaps = (min: number, max: number) => min <= to && max >= from;
     // Walked by id (partitions come and go while a chunk is read). Sealed partitions need the disk,
@@ -530,14 +547,14 @@ export class HistoryEngine {
       const p = this.partitions.find((x) => x.id > lastId);
       if (!p) break;
       lastId = p.id;
-      const inMemory = p.columns?.get(q.device);
+      const inMemory = p.columns?.get(device);
       if (inMemory) {
         if (!overlaps(inMemory.minTime, inMemory.maxTime)) continue;
         sink.add(inMemory);
         for (const s of inMemory.status) if (s.time >= from && s.time <= to) status.push(s);
         continue;
       }
-      const entry = p.index?.devices[q.device];
+      const entry = p.index?.devices[device];
       if (!entry || !overlaps(entry.minTime, entry.maxTime)) continue;
       for (const s of entry.status) if (s.time >= from && s.time <= to) status.push(s);
       if (entry.n === 0) continue;
@@ -549,7 +566,7 @@ export class HistoryEngine {
     const asOf = this.newestKey;
     const { t, series } = sink.result();
     status.sort((a, b) => a.time - b.time);
-    return { device: q.device, from, to, step: step ?? null, asOf, t, series, status };
+    return { device: device, from, to, step: step ?? null, asOf, t, series, status };
   }
 
   stats(): HistoryStats {
@@ -668,7 +685,7 @@ export class HistoryEngine {
       }
       const row = d.addRow(r.time);
       if (r.hasValues) {
-        for (let i = 0; i < r.valueCount; i++) d.set(row, r.valueName(i), r.value(i));
+        for (let i = 0; i < r.valueCount; i++) d.set(row, r.valueName(i), r.value(i), i);
       } else {
         for (const [name, value] of valuesOf(r.body())) d.set(row, name, value);
       }
@@ -810,11 +827,9 @@ export class HistoryEngine {
             // (Re)open up to what is written now: the segment may have grown since.
             await reader?.close();
             readerSize = seg.durable;
-            reader = await this.gate.run(() =>
-              RecordReader.open(seg.path, seg.id, readerSize, READ_CHUNK_BYTES),
-            );
+            reader = await RecordReader.open(seg.path, seg.id, readerSize, READ_CHUNK_BYTES);
           }
-          record = await this.gate.run(() => reader!.record(off));
+          record = await reader.record(off);
         }
         off += record.length;
         const payload = record.subarray(RECORD_HEADER_BYTES);
@@ -837,22 +852,20 @@ export class HistoryEngine {
   ): Promise<T | undefined> {
     p.readers++;
     try {
-      const bytes = await this.gate.run(async () => {
-        // Fresh memory: 8-byte aligned for the Float64Array views.
-        const buf = Buffer.allocUnsafeSlow(length);
-        const fh = await open(join(this.options.dir, seriesName(p.id)), 'r');
-        try {
-          let got = 0;
-          while (got < length) {
-            const { bytesRead } = await fh.read(buf, got, length - got, off + got);
-            if (bytesRead === 0) break;
-            got += bytesRead;
-          }
-          return got === length ? buf : undefined;
-        } finally {
-          await fh.close();
+      // Fresh memory: 8-byte aligned for the Float64Array views.
+      let bytes: Buffer | undefined = Buffer.allocUnsafeSlow(length);
+      const fh = await open(join(this.options.dir, seriesName(p.id)), 'r');
+      try {
+        let got = 0;
+        while (got < length) {
+          const { bytesRead } = await fh.read(bytes, got, length - got, off + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
         }
-      });
+        if (got < length) bytes = undefined;
+      } finally {
+        await fh.close();
+      }
       const decoded = bytes ? decode(bytes) : undefined;
       if (!decoded) {
         this.log('error', 'history: a series chunk failed its check; that partition is skipped', {

@@ -54,19 +54,26 @@ export class DeviceColumns implements SeriesColumns {
     memory.bytes += INITIAL_ROWS * SLOT;
   }
 
-  /** Starts a row; returns its index. Every value of it is NaN until `set`. */
+  /**
+   * Starts a row; returns its index. Every value of it is NaN until `set`: columns are NaN past
+   * `count` from their allocation on, and a row is written once.
+   */
   addRow(time: number): number {
     if (this.count === this.times.length) this.grow();
     const row = this.count++;
     this.times[row] = time;
-    for (const c of this.columns) c[row] = Number.NaN;
     if (time < this.maxTime) this.sorted = false;
-    this.see(time);
+    if (time < this.minTime) this.minTime = time;
+    if (time > this.maxTime) this.maxTime = time;
     return row;
   }
 
-  set(row: number, name: string, value: number): void {
-    let j = this.index.get(name);
+  /**
+   * Sets value `name` of `row`. `nth` is the value's position in its sample: samples of a device
+   * usually name their values in the same order, so the column is found without a map lookup.
+   */
+  set(row: number, name: string, value: number, nth = -1): void {
+    let j = nth >= 0 && this.names[nth] === name ? nth : this.index.get(name);
     if (j === undefined) {
       j = this.columns.length;
       this.index.set(name, j);

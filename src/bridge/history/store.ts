@@ -15,6 +15,7 @@
  * stored: they are counted in `dropped`, and the next stored batch starts after a hole, so a cursor
  * in it gets `gap` rather than a silent skip.
  */
+import type { EventLoopUtilization } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { ERROR_CODES, TelebridgeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -52,9 +53,13 @@ export interface HistoryStoreStats extends HistoryStats {
 type Reply =
   | { t: 'ready'; info: HistoryOpenInfo; maintenanceMs: number }
   | { t: 'failed'; error: { code?: string; message: string } }
+  | { t: 'buffer'; data: ArrayBuffer }
   | { t: 'ack'; bytes: number }
   | { t: 'res'; id: number; result?: unknown; error?: { code?: string; message: string } }
   | { t: 'log'; level: 'info' | 'warn' | 'error'; message: string; data?: Record<string, unknown> };
+
+/** Batch buffers kept for reuse. */
+const MAX_SPARE_BUFFERS = 4;
 
 const here = import.meta.url;
 const TS = here.endsWith('.ts');
@@ -83,6 +88,9 @@ export class HistoryStore {
   private readonly flushMs: number;
   private readonly maxInFlight: number;
   private readonly flushNow = () => this.flush();
+  /** Full-size batch buffers back from the worker, reused (no allocation churn at high rates). */
+  private readonly spare: ArrayBuffer[] = [];
+  private readonly batchBytes: number;
   /** Events not stored (over the in-flight bound, or after the worker failed). */
   dropped = 0;
   /** Appends refused because their key did not follow the previous one. */
@@ -95,13 +103,20 @@ export class HistoryStore {
   ) {
     this.flushMs = options.flushMs ?? 100;
     this.maxInFlight = options.maxInFlightBytes ?? 8 << 20;
-    this.encoder = new BatchEncoder(options.batchBytes ?? 256 << 10);
+    this.batchBytes = options.batchBytes ?? 256 << 10;
+    this.encoder = new BatchEncoder(this.batchBytes, Date.now, (size) => {
+      const spare = size === this.batchBytes ? this.spare.pop() : undefined;
+      return spare ? Buffer.from(spare) : Buffer.allocUnsafeSlow(size);
+    });
     // Local keys: the first event follows the key the store resumes from (continuity across restarts).
     this.encoder.setPrevious(info.resumeKey);
     const log = options.log;
     worker.on('message', (m: Reply) => {
       if (m.t === 'ack') this.inFlight -= m.bytes;
-      else if (m.t === 'res') {
+      else if (m.t === 'buffer') {
+        if (m.data.byteLength === this.batchBytes && this.spare.length < MAX_SPARE_BUFFERS)
+          this.spare.push(m.data);
+      } else if (m.t === 'res') {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
         if (m.error) p?.reject(asError(m.error));
@@ -209,6 +224,16 @@ export class HistoryStore {
   async stats(): Promise<HistoryStoreStats> {
     const s = (await this.request('stats', undefined)) as HistoryStats;
     return { ...s, dropped: this.dropped, refused: this.refused, inFlightBytes: this.inFlight };
+  }
+
+  /**
+   * The worker thread's event-loop utilisation (its busy time), for benchmarks and metrics.
+   * @param since an earlier reading: the difference since then
+   */
+  workerUtilization(since?: EventLoopUtilization): EventLoopUtilization {
+    return since
+      ? this.worker.performance.eventLoopUtilization(since)
+      : this.worker.performance.eventLoopUtilization();
   }
 
   /** Writes what is queued, seals the open partition, marks a clean stop and ends the worker. */

@@ -7,6 +7,7 @@
  * main → worker  { t: 'batch', data, length }          a batch record (ArrayBuffer, transferred)
  *                { t: 'req', id, op, args }             op: after | range | stats | close
  * worker → main  { t: 'ready', info, maintenanceMs } | { t: 'failed', error }
+ *                { t: 'buffer', data }                  a batch's buffer, back for reuse (transferred)
  *                { t: 'ack', bytes }                    a batch is written (or dropped)
  *                { t: 'res', id, result } | { t: 'res', id, error: { code, message } }
  *                { t: 'log', level, message, data }
@@ -73,8 +74,13 @@ async function main(): Promise<void> {
 
   port.on('message', (m: WorkerRequest) => {
     if (m.t === 'batch') {
+      // The batch is copied once (the memory tail keeps the copy) and its buffer goes straight
+      // back for the main thread to reuse: no allocation there in steady state.
+      const record = Buffer.allocUnsafeSlow(m.length);
+      record.set(new Uint8Array(m.data, 0, m.length));
       const bytes = m.data.byteLength;
-      engine.ingest(Buffer.from(m.data, 0, m.length), () => port.postMessage({ t: 'ack', bytes }));
+      port.postMessage({ t: 'buffer', data: m.data }, [m.data]);
+      engine.ingest(record, () => port.postMessage({ t: 'ack', bytes }));
       return;
     }
     handle(m.op, m.args).then(
