@@ -473,7 +473,9 @@ export class HistoryEngine {
       for (;;) {
         const r = await this.readSegment(p, start, visit);
         if (r.stopped) return { events, last: after, end: false };
-        if (p.dropped || r.off >= seg.size || r.off === start) break;
+        // Dropped by retention mid-read: the rest of it is gone, the next read from here is a gap.
+        if (p.dropped) return { events, last: after, end: false };
+        if (r.off >= seg.size || r.off === start) break;
         start = r.off;
       }
       const prev: Partition = p;
