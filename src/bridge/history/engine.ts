@@ -53,7 +53,7 @@ import {
   readSegmentHeader,
   recordType,
 } from './codec.js';
-import { type BucketSeries, Buckets, RawRows, type RawSeries, type SeriesColumns } from './downsample.js';
+import { type BucketSeries, Buckets, RawRows, type RawSeries } from './downsample.js';
 import {
   deleteSegmentFile,
   FIRST_RECORD_OFFSET,
@@ -1098,5 +1098,3 @@ function valuesOf(body: string): [string, number][] {
     return [];
   }
 }
-
-export type { SeriesColumns };

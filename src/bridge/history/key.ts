@@ -30,18 +30,6 @@ export function compareKeys(a: HistoryKey, b: HistoryKey): number {
   return a.major - b.major || a.minor - b.minor;
 }
 
-export function isKey(value: unknown): value is HistoryKey {
-  const k = value as HistoryKey;
-  return (
-    typeof k === 'object' &&
-    k !== null &&
-    Number.isSafeInteger(k.major) &&
-    Number.isSafeInteger(k.minor) &&
-    k.major >= 0 &&
-    k.minor >= 0
-  );
-}
-
 const LOCAL_CURSOR_RE = /^([0-9a-z]{1,32})-([0-9]{1,15})$/;
 const STREAM_ID_RE = /^([0-9]{1,15})-([0-9]{1,15})$/;
 
