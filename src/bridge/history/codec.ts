@@ -58,6 +58,14 @@ export interface HistoryInput {
   readonly values?: Readonly<Record<string, number>>;
 }
 
+/**
+ * `buf.utf8Write(text, offset)`: what `buf.write(text, offset, 'utf8')` calls after normalising its
+ * arguments (present in every Node release, not in the typings); half the cost for a short body.
+ */
+type Utf8Writer = Buffer & { utf8Write?(text: string, offset: number): number };
+const utf8Write = (buf: Buffer, text: string, offset: number): number =>
+  (buf as Utf8Writer).utf8Write?.(text, offset) ?? buf.write(text, offset, 'utf8');
+
 /** Where the first event of a batch record starts (frame header, batch header). */
 const FIRST_EVENT = RECORD_HEADER_BYTES + BATCH_HEADER_BYTES;
 /** Smallest buffer a batch starts with. */
@@ -207,7 +215,7 @@ export class BatchEncoder {
     buf.writeDoubleLE(e.key.major, p + 8);
     buf.writeDoubleLE(e.key.minor, p + 16);
     buf.writeDoubleLE(e.time, p + 24);
-    const bodyBytes = buf.write(e.body, p + EVENT_HEADER_BYTES, 'utf8');
+    const bodyBytes = utf8Write(buf, e.body, p + EVENT_HEADER_BYTES);
     buf.writeUInt32LE(bodyBytes, p + 32);
     let q = p + EVENT_HEADER_BYTES + bodyBytes;
     let n = 0;
@@ -316,6 +324,11 @@ export class EventReader {
   time = 0;
   private bodyStart = 0;
   private bodyEnd = 0;
+
+  /** Names in this batch's table (device indexes are below it). */
+  get nameCount(): number {
+    return this.names.length;
+  }
 
   constructor(private readonly payload: Buffer) {
     this.end = payload.readUInt32LE(72);

@@ -383,6 +383,36 @@ test('cursor paging while events keep arriving: every event exactly once, in ord
   await engine.close();
 });
 
+test('a resume for named devices skips batches without them, and still finds every one of its events', async () => {
+  const d = dir();
+  const a = await open(d, { partitionBytes: 16 << 10 });
+  const events: HistoryInput[] = [];
+  for (let k = 1; k <= 3000; k++) {
+    // d1 rarely; d10 (a longer name with d1 as prefix) and x (a value named d1) often.
+    const device = k % 97 === 0 ? 'd1' : k % 2 ? 'd10' : 'x';
+    events.push(
+      k % 500 === 0 ? status('d1', k, T0 + k, 'online') : telemetry(device, k, T0 + k, { d1: k, v: -k }),
+    );
+  }
+  new Producer(a.engine, a.info.resumeKey).push(events, 13);
+  const want = events.filter((e) => e.device === 'd1').map((e) => e.key.major);
+  const feeds = [{ kind: undefined, device: 'd1' }];
+  const got = await readAll(a.engine, key(0), 7, { feeds });
+  assert.deepEqual(
+    got.map((e) => e.key.major),
+    want,
+  );
+  await a.engine.close();
+  // After a restart the newest records are loaded into memory again; the answer is the same.
+  const b = await open(d, { tailBytes: 64 << 10 });
+  const again = await readAll(b.engine, key(1000), 5, { feeds });
+  assert.deepEqual(
+    again.map((e) => e.key.major),
+    want.filter((k) => k > 1000),
+  );
+  await b.engine.close();
+});
+
 test('bad queries get clear errors with stable codes and change nothing', async () => {
   const { engine, info } = await open(dir(), { limits: { maxWindowMs: 86_400_000, maxRawRows: 50 } });
   new Producer(engine, info.resumeKey).push(

@@ -250,6 +250,25 @@ const WRITE_RETRY_MS = 5000;
 const MAX_CONCURRENT_QUERIES = 4;
 const READ_CHUNK_BYTES = 256 << 10;
 
+/** Default of HistoryEngineOptions.tailBytes. */
+const DEFAULT_TAIL_BYTES = 16 << 20;
+
+/** A name as it appears in a batch's names table: u16 length, UTF-8. */
+function nameBytes(name: string): Buffer {
+  const utf8 = Buffer.from(name, 'utf8');
+  const out = Buffer.allocUnsafe(2 + utf8.length);
+  out.writeUInt16LE(utf8.length, 0);
+  utf8.copy(out, 2);
+  return out;
+}
+
+/** True when a batch's names table may hold one of the names (a byte match; false positives only). */
+function hasAnyName(payload: Buffer, needles: readonly Buffer[]): boolean {
+  const table = payload.readUInt32LE(72);
+  for (const needle of needles) if (payload.indexOf(needle, table) >= 0) return true;
+  return false;
+}
+
 const seriesName = (id: number) => `${String(id).padStart(16, '0')}${SERIES_SUFFIX}`;
 
 function rangeError(message: string): TelebridgeError {
@@ -315,7 +334,7 @@ export class HistoryEngine {
     this.partitionBytes =
       options.partitionBytes ?? Math.min(256 << 20, Math.max(1 << 20, Math.floor(options.maxBytes / 16)));
     this.partitionMemoryBytes = options.partitionMemoryBytes ?? 32 << 20;
-    this.tail = new RecordTail(options.tailBytes ?? 16 << 20);
+    this.tail = new RecordTail(options.tailBytes ?? DEFAULT_TAIL_BYTES);
     this.writer = new JournalWriter(options.dir, this.tail, (err, seg) => {
       this.writeFailedAt = this.now();
       this.log('error', 'history: journal write failed; events since the last good write are lost', {
@@ -338,6 +357,7 @@ export class HistoryEngine {
     }
     await engine.recover();
     await engine.maintain();
+    await engine.warmTail();
     let resumeKey: HistoryKey | undefined;
     let nextPosition: number | undefined;
     if (meta.keys === 'external') await engine.writeMeta(meta);
@@ -450,11 +470,20 @@ export class HistoryEngine {
     let after: HistoryKey | undefined = q.key;
     let scanned = 0;
     const budget = this.limits.maxScanBytes;
+    // Feeds naming devices (a dashboard following a few): a batch whose names table has none of
+    // them is skipped without decoding its events.
+    const needles = q.feeds?.every((f) => f.device !== undefined)
+      ? [...new Set(q.feeds.map((f) => f.device!))].map(nameBytes)
+      : undefined;
     const visit = (payload: Buffer): 'next' | 'stop' => {
       scanned += payload.length;
       const info = batchInfo(payload);
       if (after && compareKeys(info.lastKey, after) <= 0) return 'next';
       if (q.arrivedFrom !== undefined && info.lastArrival < q.arrivedFrom) return 'next';
+      if (needles && !hasAnyName(payload, needles)) {
+        after = info.lastKey;
+        return scanned >= budget ? 'stop' : 'next';
+      }
       const r = new EventReader(payload);
       while (r.next()) {
         if (after && !r.after(after)) continue;
@@ -670,7 +699,8 @@ export class HistoryEngine {
   private addColumns(columns: Map<string, DeviceColumns>, memory: ColumnsMemory, payload: Buffer): void {
     const r = new EventReader(payload);
     // Devices by their index in this batch's names: one map lookup per device and batch.
-    const byIndex: (DeviceColumns | undefined)[] = [];
+    // (Pre-sized: indexes arrive out of order, and a sparse array would fall back to a dictionary.)
+    const byIndex: (DeviceColumns | undefined)[] = new Array(r.nameCount).fill(undefined);
     while (r.next()) {
       let d = byIndex[r.deviceIndex];
       if (!d) {
@@ -957,6 +987,41 @@ export class HistoryEngine {
     };
     await this.writeSeries(p);
     return p;
+  }
+
+  /**
+   * Loads the newest journal records (up to the memory tail's size) into the tail, so resuming
+   * browsers after a restart read them from memory as they would have before it.
+   */
+  private async warmTail(): Promise<void> {
+    let budget = this.options.tailBytes ?? DEFAULT_TAIL_BYTES;
+    let first = this.partitions.length;
+    let from = FIRST_RECORD_OFFSET;
+    while (first > 0 && budget > 0) {
+      const seg = this.partitions[first - 1]!.seg;
+      first--;
+      if (seg.size <= budget) {
+        budget -= seg.size;
+        from = 0;
+      } else {
+        // Part of this one: from the first indexed record that fits.
+        from = seg.startAt(seg.size - budget);
+        break;
+      }
+    }
+    for (let i = first; i < this.partitions.length; i++) {
+      const seg = this.partitions[i]!.seg;
+      const start = i === first ? from : 0;
+      if (start >= seg.size) continue;
+      const data = Buffer.allocUnsafeSlow(seg.size - start);
+      const fh = await open(seg.path, 'r');
+      try {
+        const { bytesRead } = await fh.read(data, 0, data.length, start);
+        if (bytesRead === data.length) this.tail.push(seg.id, start, data);
+      } finally {
+        await fh.close();
+      }
+    }
   }
 
   private sealedPartition(id: number, seg: JournalSegment, index: SeriesIndex, bytes: number): Partition {

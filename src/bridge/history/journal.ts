@@ -114,6 +114,12 @@ export class JournalSegment {
     return found;
   }
 
+  /** Offset of the first indexed record at or after byte `off` (the segment's end if none). */
+  startAt(off: number): number {
+    for (const o of this.sOff) if (o >= off) return o;
+    return this.size;
+  }
+
   /** Offset of the record to start reading at for events that arrived at or after `arrival`. */
   startForArrival(arrival: number): number {
     let found = FIRST_RECORD_OFFSET;
