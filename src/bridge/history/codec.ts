@@ -306,17 +306,19 @@ export function readSegmentHeader(payload: Buffer): SegmentHeader | undefined {
 
 /**
  * Walks the events of a batch payload in order. After `next()` returns true the fields describe the
- * current event; `body()`, `valueName()`, `value()` decode on demand.
+ * current event; names (`device`, `valueName()`), `body()` and `value()` are decoded on demand, so
+ * a reader looking for a few devices compares indexes and decodes only what it keeps.
  */
 export class EventReader {
-  private readonly names: string[] = [];
+  /** Offsets of the names table's entries; names decoded on first use. */
+  private readonly nameAt: Int32Array;
+  private readonly names: (string | undefined)[];
   private readonly end: number;
   private pos = BATCH_HEADER_BYTES;
   private valuesAt = 0;
   kind: FeedKind = 'telemetry';
   hasValues = false;
   valueCount = 0;
-  device = '';
   /** The device's index in this batch's names (stable within the batch). */
   deviceIndex = 0;
   major = 0;
@@ -325,20 +327,44 @@ export class EventReader {
   private bodyStart = 0;
   private bodyEnd = 0;
 
-  /** Names in this batch's table (device indexes are below it). */
-  get nameCount(): number {
-    return this.names.length;
-  }
-
   constructor(private readonly payload: Buffer) {
     this.end = payload.readUInt32LE(72);
-    let p = this.end;
     const n = payload.readUInt32LE(76);
+    this.nameAt = new Int32Array(n);
+    this.names = new Array(n).fill(undefined);
+    let p = this.end;
     for (let i = 0; i < n; i++) {
-      const len = payload.readUInt16LE(p);
-      this.names.push(payload.toString('utf8', p + 2, p + 2 + len));
-      p += 2 + len;
+      this.nameAt[i] = p;
+      p += 2 + payload.readUInt16LE(p);
     }
+  }
+
+  /** Names in this batch's table (device indexes are below it). */
+  get nameCount(): number {
+    return this.nameAt.length;
+  }
+
+  /** The current event's device. */
+  get device(): string {
+    return this.name(this.deviceIndex);
+  }
+
+  /** The index of a name given as `[u16 length][UTF-8]` (see the names table), or -1. */
+  indexOfName(entry: Buffer): number {
+    const { payload } = this;
+    for (let at = payload.indexOf(entry, this.end); at >= 0; at = payload.indexOf(entry, at + 1)) {
+      // A match must start at an entry (not inside another name).
+      let lo = 0;
+      let hi = this.nameAt.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >>> 1;
+        const o = this.nameAt[mid]!;
+        if (o === at) return mid;
+        if (o < at) lo = mid + 1;
+        else hi = mid - 1;
+      }
+    }
+    return -1;
   }
 
   next(): boolean {
@@ -349,7 +375,6 @@ export class EventReader {
     this.hasValues = (payload[p + 1]! & FLAG_VALUES) !== 0;
     this.valueCount = payload.readUInt16LE(p + 2);
     this.deviceIndex = payload.readUInt32LE(p + 4);
-    this.device = this.names[this.deviceIndex] ?? '';
     this.major = payload.readDoubleLE(p + 8);
     this.minor = payload.readDoubleLE(p + 16);
     this.time = payload.readDoubleLE(p + 24);
@@ -371,10 +396,21 @@ export class EventReader {
   }
 
   valueName(i: number): string {
-    return this.names[this.payload.readUInt32LE(this.valuesAt + VALUE_BYTES * i)] ?? '';
+    return this.name(this.payload.readUInt32LE(this.valuesAt + VALUE_BYTES * i));
   }
 
   value(i: number): number {
     return this.payload.readDoubleLE(this.valuesAt + VALUE_BYTES * i + 4);
+  }
+
+  private name(index: number): string {
+    let name = this.names[index];
+    if (name === undefined) {
+      const at = this.nameAt[index];
+      if (at === undefined) return '';
+      name = this.payload.toString('utf8', at + 2, at + 2 + this.payload.readUInt16LE(at));
+      this.names[index] = name;
+    }
+    return name;
   }
 }

@@ -262,13 +262,6 @@ function nameBytes(name: string): Buffer {
   return out;
 }
 
-/** True when a batch's names table may hold one of the names (a byte match; false positives only). */
-function hasAnyName(payload: Buffer, needles: readonly Buffer[]): boolean {
-  const table = payload.readUInt32LE(72);
-  for (const needle of needles) if (payload.indexOf(needle, table) >= 0) return true;
-  return false;
-}
-
 const seriesName = (id: number) => `${String(id).padStart(16, '0')}${SERIES_SUFFIX}`;
 
 function rangeError(message: string): TelebridgeError {
@@ -475,25 +468,51 @@ export class HistoryEngine {
     const needles = q.feeds?.every((f) => f.device !== undefined)
       ? [...new Set(q.feeds.map((f) => f.device!))].map(nameBytes)
       : undefined;
+    let skipped = false;
+    let lastMajor = 0;
+    let lastMinor = 0;
     const visit = (payload: Buffer): 'next' | 'stop' => {
       scanned += payload.length;
       const info = batchInfo(payload);
       if (after && compareKeys(info.lastKey, after) <= 0) return 'next';
       if (q.arrivedFrom !== undefined && info.lastArrival < q.arrivedFrom) return 'next';
-      if (needles && !hasAnyName(payload, needles)) {
+      // First a byte search of the names table (cheap, may match inside another name), then the
+      // exact indexes of the wanted devices.
+      const table = needles ? payload.readUInt32LE(72) : 0;
+      let r: EventReader | undefined;
+      let wanted: number[] | undefined;
+      if (needles?.some((n) => payload.indexOf(n, table) >= 0)) {
+        const reader = new EventReader(payload);
+        r = reader;
+        wanted = needles.map((n) => reader.indexOfName(n)).filter((i) => i >= 0);
+      }
+      if (needles && !wanted?.length) {
         after = info.lastKey;
         return scanned >= budget ? 'stop' : 'next';
       }
-      const r = new EventReader(payload);
+      r ??= new EventReader(payload);
       while (r.next()) {
         if (after && !r.after(after)) continue;
-        if (events.length >= q.limit) return 'stop';
+        if (wanted && !wanted.includes(r.deviceIndex)) {
+          // Examined, not kept (its key object is made only where a page may stop).
+          lastMajor = r.major;
+          lastMinor = r.minor;
+          skipped = true;
+          continue;
+        }
+        if (events.length >= q.limit) {
+          if (skipped) after = { major: lastMajor, minor: lastMinor };
+          return 'stop';
+        }
+        skipped = false;
         // Every event up to `after` has been examined.
         after = { major: r.major, minor: r.minor };
         if (q.minTime !== undefined && r.time < q.minTime) continue;
         if (q.feeds && !q.feeds.some((f) => patternMatches(f, r.kind, r.device))) continue;
         events.push({ kind: r.kind, device: r.device, key: after, time: r.time, body: r.body() });
       }
+      if (skipped) after = { major: lastMajor, minor: lastMinor };
+      skipped = false;
       return scanned >= budget ? 'stop' : 'next';
     };
     for (;;) {
