@@ -436,6 +436,8 @@ test('bad queries get clear errors with stable codes and change nothing', async 
   }
   await assert.rejects(engine.after({ limit: 10 }), { code: 'E_HISTORY_RANGE' });
   await assert.rejects(engine.after({ key: key(0), limit: 0 }), { code: 'E_HISTORY_RANGE' });
+  await assert.rejects(engine.after({ key: key(-1), limit: 1 }), { code: 'E_HISTORY_RANGE' });
+  await assert.rejects(engine.after({ key: key(0.5), limit: 1 }), { code: 'E_HISTORY_RANGE' });
   await assert.rejects(engine.after({ key: key(0), limit: 100_000 }), { code: 'E_HISTORY_LIMIT' });
   // The store answers as before.
   const ok = await engine.range({ ...range, to: T0 + 9000 });

@@ -396,6 +396,8 @@ export class HistoryEngine {
       onDone();
       return;
     }
+    // Even a batch that is not stored has had its positions issued.
+    if (this.meta.keys === 'local') this.reserve(info);
     if (this.now() - this.writeFailedAt < WRITE_RETRY_MS) {
       this.lostEvents += info.count;
       onDone();
@@ -415,7 +417,6 @@ export class HistoryEngine {
     this.addColumns(p.columns!, p.memory, payload);
     this.newestKey = info.lastKey;
     this.frontier = info.lastKey;
-    if (this.meta.keys === 'local') this.reserve(info);
     if (p.seg.size >= this.partitionBytes || p.memory.bytes >= this.partitionMemoryBytes) this.seal(p);
     if (this.bytes() > this.options.maxBytes) this.enforceBytes();
   }
@@ -428,6 +429,13 @@ export class HistoryEngine {
   async after(q: AfterQuery): Promise<AfterPage | 'gap'> {
     if ((q.key === undefined) === (q.arrivedFrom === undefined)) {
       throw rangeError('give either a key or an arrival time to read from');
+    }
+    const k = q.key;
+    if (
+      k &&
+      !(Number.isSafeInteger(k.major) && Number.isSafeInteger(k.minor) && k.major >= 0 && k.minor >= 0)
+    ) {
+      throw rangeError('a key is two whole numbers ≥ 0');
     }
     if (!Number.isInteger(q.limit) || q.limit < 1) throw rangeError('limit must be a whole number ≥ 1');
     if (q.limit > this.limits.maxPageEvents)
