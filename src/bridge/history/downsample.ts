@@ -97,7 +97,8 @@ export class Buckets {
     for (const a of this.acc.values()) for (let b = 0; b < this.size; b++) if (a.n[b]! > 0) used[b] = 1;
     const t: number[] = [];
     for (let b = 0; b < this.size; b++) if (used[b]) t.push((this.first + b) * this.step);
-    const series: Record<string, BucketSeries> = {};
+    // No prototype: a value may be named `__proto__` (the name pattern allows it).
+    const series: Record<string, BucketSeries> = Object.create(null);
     for (const [name, a] of this.acc) {
       const s: BucketSeries = { mean: [], min: [], max: [], count: [] };
       for (let b = 0; b < this.size; b++) {
@@ -172,7 +173,7 @@ export class RawRows {
     const timeOf = ([p, i]: [number, number]) => this.parts[p]!.rows.times[i]!;
     order.sort((a, b) => timeOf(a) - timeOf(b));
     const t = order.map(timeOf);
-    const series: Record<string, RawSeries> = {};
+    const series: Record<string, RawSeries> = Object.create(null);
     for (const name of this.names) {
       const columnOf = this.parts.map((part) => {
         const j = part.rows.names.indexOf(name);

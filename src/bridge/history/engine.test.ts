@@ -150,7 +150,7 @@ test('events come back by cursor (exact bodies, key order, filtered) and by devi
     const parsed = await engine.range({ device: 'd2', from: T0, to: T0 + 2000 });
     assert.deepEqual((parsed.series['temp'] as RawSeries).values, [1000, 999, 998]);
     const none = await engine.range({ device: 'nobody', from: T0, to: T0 + 2000 });
-    assert.deepEqual([none.t, none.series, none.status], [[], {}, []]);
+    assert.deepEqual([none.t, Object.keys(none.series), none.status], [[], [], []]);
   };
   await check(); // from the open partition's columns
   await engine.close();
@@ -410,6 +410,34 @@ test('a resume for named devices skips batches without them, and still finds eve
     again.map((e) => e.key.major),
     want.filter((k) => k > 1000),
   );
+  await b.engine.close();
+});
+
+const PROTO = '__proto__';
+
+test('names that are also object keys (a value `__proto__`, a device `constructor`) are kept as names', async () => {
+  const d = dir();
+  const a = await open(d);
+  const events = Array.from({ length: 20 }, (_, i) => {
+    const values: Record<string, number> = JSON.parse(`{"__proto__": ${i}, "toString": ${-i}}`);
+    return telemetry('constructor', i + 1, T0 + i * 1000, values);
+  });
+  new Producer(a.engine, a.info.resumeKey).push(events);
+  const check = async (engine: HistoryEngine) => {
+    const raw = await engine.range({ device: 'constructor', from: T0, to: T0 + 19_000 });
+    assert.deepEqual(Object.keys(raw.series).sort(), ['__proto__', 'toString']);
+    assert.deepEqual(
+      (raw.series[PROTO] as RawSeries).values,
+      events.map((_, i) => i),
+    );
+    const down = await engine.range({ device: 'constructor', from: T0, to: T0 + 19_000, step: 10_000 });
+    assert.deepEqual(Object.keys(down.series).sort(), ['__proto__', 'toString']);
+    assert.deepEqual((await engine.range({ device: 'toString', from: T0, to: T0 + 19_000 })).t, []);
+  };
+  await check(a.engine);
+  await a.engine.close();
+  const b = await open(d);
+  await check(b.engine); // from the sealed series file
   await b.engine.close();
 });
 

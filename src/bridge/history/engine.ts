@@ -612,7 +612,7 @@ export class HistoryEngine {
         for (const s of inMemory.status) if (s.time >= from && s.time <= to) status.push(s);
         continue;
       }
-      const entry = p.index?.devices[device];
+      const entry = p.index && Object.hasOwn(p.index.devices, device) ? p.index.devices[device] : undefined;
       if (!entry || !overlaps(entry.minTime, entry.maxTime)) continue;
       for (const s of entry.status) if (s.time >= from && s.time <= to) status.push(s);
       if (entry.n === 0) continue;

@@ -152,7 +152,7 @@ export function encodeSeries(
   let total = 0;
   for (const d of devices.values()) total += d.count * SLOT * (1 + d.names.length);
   const body = Buffer.allocUnsafeSlow(total);
-  const entries: Record<string, SealedDevice> = {};
+  const entries: Record<string, SealedDevice> = Object.create(null);
   let off = 0;
   for (const [device, d] of devices) {
     const n = d.count;
