@@ -522,7 +522,7 @@ test('a stream key space (Redis): continuity only where the producer vouches for
   assert.ok(logs.some((m) => /emptied/.test(m)));
   await c.engine.close();
   const local = await open(d);
-  assert.match(local.info.reset ?? '', /another broker/);
+  assert.match(local.info.reset ?? '', /the Redis broker/);
   await local.engine.close();
 });
 

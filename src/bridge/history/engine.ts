@@ -1123,14 +1123,15 @@ async function loadMeta(dir: string, keys: KeySpace): Promise<{ meta: Meta; rese
   if (meta.version !== 1) return { meta: fresh(), reset: `unknown version ${String(meta.version)}` };
   if (keys.type === 'local') {
     if (meta.keys !== 'local' || typeof meta.epoch !== 'string' || !/^[0-9a-z]{1,32}$/.test(meta.epoch)) {
-      return { meta: fresh(), reset: 'it held cursors of another broker (Redis stream IDs)' };
+      return { meta: fresh(), reset: 'it held cursors of the Redis broker (stream IDs)' };
     }
     return {
       meta: { ...meta, reserved: Number.isSafeInteger(meta.reserved) ? meta.reserved : 0 },
       reset: undefined,
     };
   }
-  if (meta.keys !== 'external' || meta.stream !== keys.stream) {
+  if (meta.keys !== 'external') return { meta: fresh(), reset: 'it held cursors of the memory broker' };
+  if (meta.stream !== keys.stream) {
     return { meta: fresh(), reset: `it held cursors of another stream than ${keys.stream}` };
   }
   return { meta, reset: undefined };

@@ -3,9 +3,11 @@ import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
 import { tempDir } from '../../../test/support/services.js';
 import { waitEvent, waitFor } from '../../../test/support/wait.js';
+import { createLogger } from '../../log.js';
 import type { HistoryInput } from './codec.js';
 import type { RawSeries } from './downsample.js';
 import type { AfterPage, StoredEvent } from './engine.js';
@@ -181,6 +183,32 @@ test('SIGKILL of the process: what was written comes back, and no position is is
     [store.info.nextPosition],
   );
   await store.close();
+});
+
+test('what the engine logs while opening (a store of another key space emptied) reaches the log', async () => {
+  const d = dir();
+  const local = await HistoryStore.open(options(d));
+  for (let k = 1; k <= 10; k++) local.append(event(k));
+  await local.close();
+  const lines: string[] = [];
+  const log = createLogger(
+    'info',
+    new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  );
+  const stream = await HistoryStore.open({
+    ...options(d),
+    keys: { type: 'external', stream: 'redis://127.0.0.1:6379/0 telebridge:live:stream' },
+    log,
+  });
+  assert.match(stream.info.reset ?? '', /the memory broker/);
+  assert.equal((await stream.stats()).events, 0);
+  await waitFor('the log line', () => lines.some((l) => /history: store emptied/.test(l)));
+  await stream.close();
 });
 
 test('a store that cannot be opened is a clear E_STORAGE error', async () => {

@@ -156,10 +156,14 @@ export class HistoryStore {
     let onError: (err: Error) => void = () => {};
     let onExit: (code: number) => void = () => {};
     const first = await new Promise<Reply>((resolve, reject) => {
-      onMessage = resolve;
+      // What the engine logs while it opens (a rebuilt file, an emptied store) comes first.
+      onMessage = (m) => {
+        if (m.t === 'log') options.log?.[m.level](m.data ?? {}, m.message);
+        else resolve(m);
+      };
       onError = reject;
       onExit = (code) => reject(new Error(`the history worker exited (${code}) while opening`));
-      worker.once('message', onMessage);
+      worker.on('message', onMessage);
       worker.once('error', onError);
       worker.once('exit', onExit);
     }).catch((err: Error) => ({ t: 'failed' as const, error: { message: err.message } }));
