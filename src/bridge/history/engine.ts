@@ -32,19 +32,11 @@
  * what reached the journal, and the next run starts after it, with a hole (gap) between: a cursor
  * that a browser got just before a crash is then never reused for another event.
  */
-import { randomBytes } from 'node:crypto';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES, TelebridgeError } from '../../errors.js';
 import { type FeedPattern, patternMatches } from '../live/feeds.js';
-import {
-  RECORD_HEADER_BYTES,
-  RecordReader,
-  RecordTail,
-  scanRecords,
-  syncDir,
-  writeFully,
-} from '../record-file.js';
+import { RECORD_HEADER_BYTES, RecordReader, RecordTail, scanRecords, writeFully } from '../record-file.js';
 import {
   type BatchInfo,
   batchInfo,
@@ -62,6 +54,7 @@ import {
   journalName,
 } from './journal.js';
 import { compareKeys, type HistoryKey, type KeySpace } from './key.js';
+import { loadMeta, type Meta, saveMeta } from './meta.js';
 import {
   type ColumnsMemory,
   chunkBytes,
@@ -229,15 +222,6 @@ interface Partition {
   dropped: boolean;
 }
 
-interface Meta {
-  readonly version: 1;
-  readonly keys: 'local' | 'external';
-  readonly epoch?: string;
-  readonly stream?: string;
-  readonly reserved?: number;
-}
-
-const META_FILE = 'meta';
 const SERIES_SUFFIX = '.series';
 /** Positions reserved ahead of the newest one seen (local keys). */
 export const RESERVE_SPAN = 1_000_000;
@@ -1073,73 +1057,20 @@ export class HistoryEngine {
     }
   }
 
-  /** Writes `meta` atomically (temp file, fsync, rename, directory fsync), in order. */
+  /** Writes `meta` (see meta.ts), in order after earlier writes. */
   private writeMeta(meta: Meta): Promise<void> {
     this.meta = meta;
-    const dir = this.options.dir;
-    this.metaChain = this.metaChain.then(async () => {
-      const tmp = join(dir, `${META_FILE}.tmp`);
-      let fh: FileHandle | undefined;
-      try {
-        fh = await open(tmp, 'w', 0o600);
-        await fh.writeFile(JSON.stringify(meta));
-        await fh.sync();
-        await fh.close();
-        fh = undefined;
-        await rename(tmp, join(dir, META_FILE));
-        await syncDir(dir);
-      } catch (err) {
-        await fh?.close().catch(() => {});
-        this.log('error', 'history: writing the meta file failed', { err: (err as Error).message });
-      }
-    });
+    this.metaChain = this.metaChain.then(() =>
+      saveMeta(this.options.dir, meta).catch((err: Error) =>
+        this.log('error', 'history: writing the meta file failed', { err: err.message }),
+      ),
+    );
     return this.metaChain;
   }
 
   private log(level: 'info' | 'warn' | 'error', message: string, data?: Record<string, unknown>): void {
     this.options.log?.(level, message, data);
   }
-}
-
-/** Reads `meta`; a missing one starts a fresh store, a mismatching one empties it. */
-async function loadMeta(dir: string, keys: KeySpace): Promise<{ meta: Meta; reset: string | undefined }> {
-  const fresh = (): Meta =>
-    keys.type === 'local'
-      ? { version: 1, keys: 'local', epoch: newEpoch(), reserved: 0 }
-      : { version: 1, keys: 'external', stream: keys.stream };
-  let text: string;
-  try {
-    text = await readFile(join(dir, META_FILE), 'utf8');
-  } catch {
-    const hasData = (await readdir(dir)).some((n) => n.endsWith('.journal'));
-    return { meta: fresh(), reset: hasData ? 'its meta file is missing' : undefined };
-  }
-  let meta: Meta;
-  try {
-    meta = JSON.parse(text) as Meta;
-  } catch {
-    return { meta: fresh(), reset: 'its meta file is unreadable' };
-  }
-  if (meta.version !== 1) return { meta: fresh(), reset: `unknown version ${String(meta.version)}` };
-  if (keys.type === 'local') {
-    if (meta.keys !== 'local' || typeof meta.epoch !== 'string' || !/^[0-9a-z]{1,32}$/.test(meta.epoch)) {
-      return { meta: fresh(), reset: 'it held cursors of the Redis broker (stream IDs)' };
-    }
-    return {
-      meta: { ...meta, reserved: Number.isSafeInteger(meta.reserved) ? meta.reserved : 0 },
-      reset: undefined,
-    };
-  }
-  if (meta.keys !== 'external') return { meta: fresh(), reset: 'it held cursors of the memory broker' };
-  if (meta.stream !== keys.stream) {
-    return { meta: fresh(), reset: `it held cursors of another stream than ${keys.stream}` };
-  }
-  return { meta, reset: undefined };
-}
-
-/** A cursor epoch: base-36 time and random bytes, as the memory broker draws it. */
-function newEpoch(): string {
-  return Date.now().toString(36) + randomBytes(3).toString('hex');
 }
 
 /** A series file's index, 'invalid' when the file fails its checks, undefined when there is none. */
