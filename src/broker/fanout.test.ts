@@ -126,7 +126,7 @@ test('QoS 0 and QoS 1 deliveries routed in one turn reach the client in routing 
   // writes a QoS 1 delivery a turn later; a QoS 0 one behind it must not overtake it.
   const qos = [1, 0, 1, 0, 0, 1, 0];
   const mq = (aedes as unknown as { mq: { emit(p: object): void } }).mq;
-  qos.forEach((q, i) =>
+  for (const [i, q] of qos.entries()) {
     mq.emit({
       cmd: 'publish',
       topic: `o/${i}`,
@@ -136,8 +136,8 @@ test('QoS 0 and QoS 1 deliveries routed in one turn reach the client in routing 
       dup: false,
       brokerId: 'another-broker', // as relayed in a cluster: Aedes's own counter is not touched
       brokerCounter: i + 1,
-    }),
-  );
+    });
+  }
   await waitFor('every delivery', () => sub.publishes().length === qos.length);
   assert.deepEqual(
     sub.publishes().map((p) => [p.topic, p.qos]),
