@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { Aedes, type Client } from 'aedes';
-import mqttPacket from 'mqtt-packet';
+import { rawMqtt } from '../../test/support/raw-mqtt.js';
 import { waitFor } from '../../test/support/wait.js';
 import { type DropReason, Fanout, type FanoutOptions } from './fanout.js';
 
@@ -67,50 +67,6 @@ async function startBroker(options: Partial<FanoutOptions> = {}): Promise<TestBr
   return broker;
 }
 
-interface RawSubscriber {
-  readonly socket: Socket;
-  readonly packets: mqttPacket.Packet[];
-  publishes(): mqttPacket.IPublishPacket[];
-}
-
-/** A raw MQTT 3.1.1 subscriber: CONNECT, SUBSCRIBE, resolved at SUBACK; every packet parsed. */
-async function subscribe(
-  port: number,
-  clientId: string,
-  subscriptions: Array<{ topic: string; qos: 0 | 1 }>,
-): Promise<RawSubscriber> {
-  const socket = tcpConnect(port, '127.0.0.1');
-  socket.on('error', () => {});
-  await once(socket, 'connect');
-  const parser = mqttPacket.parser({ protocolVersion: 4 });
-  const packets: mqttPacket.Packet[] = [];
-  parser.on('packet', (p) => {
-    packets.push(p);
-    // QoS 1 deliveries are acknowledged, as a client does.
-    if (p.cmd === 'publish' && p.qos === 1)
-      socket.write(mqttPacket.generate({ cmd: 'puback', messageId: p.messageId! }));
-  });
-  parser.on('error', (err) => assert.fail(`malformed stream: ${err.message}`));
-  socket.on('data', (d) => parser.parse(d));
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clientId,
-      clean: true,
-      keepalive: 0,
-    }),
-  );
-  socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions }));
-  await waitFor('SUBACK', () => packets.some((p) => p.cmd === 'suback'));
-  return {
-    socket,
-    packets,
-    publishes: () => packets.filter((p): p is mqttPacket.IPublishPacket => p.cmd === 'publish'),
-  };
-}
-
 function publish(aedes: Aedes, topic: string, payload: Buffer, qos: 0 | 1 = 0): Promise<void> {
   return new Promise((resolve, reject) =>
     aedes.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, (err) =>
@@ -121,7 +77,7 @@ function publish(aedes: Aedes, topic: string, payload: Buffer, qos: 0 | 1 = 0): 
 
 test('QoS 0 and QoS 1 deliveries routed in one turn reach the client in routing order', async () => {
   const { aedes, port } = await startBroker();
-  const sub = await subscribe(port, 'ordered', [{ topic: 'o/#', qos: 1 }]);
+  const sub = await rawMqtt({ tcp: port }, 'ordered', { subscriptions: [{ topic: 'o/#', qos: 1 }] });
   // The router's own pass (mqemitter), as Aedes makes it for each message: all in one turn. Aedes
   // writes a QoS 1 delivery a turn later; a QoS 0 one behind it must not overtake it.
   const qos = [1, 0, 1, 0, 0, 1, 0];
@@ -146,15 +102,17 @@ test('QoS 0 and QoS 1 deliveries routed in one turn reach the client in routing 
   // Later, with nothing of Aedes's in flight, QoS 0 goes the fast way and still in order.
   await publish(aedes, 'o/late', Buffer.from('x'));
   await waitFor('the late one', () => sub.publishes().length === qos.length + 1);
-  sub.socket.destroy();
+  sub.close();
 });
 
 test('a frozen subscriber never holds up routing; it is dropped past its allowance, once; the other gets everything', async () => {
   const allowance = 64 * 1024;
   const broker = await startBroker({ maxBufferedBytes: allowance });
-  const frozen = await subscribe(broker.port, 'frozen', [{ topic: 'big', qos: 0 }]);
-  frozen.socket.pause();
-  const healthy = await subscribe(broker.port, 'healthy', [{ topic: 'big', qos: 0 }]);
+  const frozen = await rawMqtt({ tcp: broker.port }, 'frozen', { subscriptions: [{ topic: 'big', qos: 0 }] });
+  frozen.freeze();
+  const healthy = await rawMqtt({ tcp: broker.port }, 'healthy', {
+    subscriptions: [{ topic: 'big', qos: 0 }],
+  });
   const payload = Buffer.alloc(16 * 1024, 1);
   let sent = 0;
   // Bounded: loopback's buffers hold a few MB for the frozen one; then its allowance fills.
@@ -172,8 +130,8 @@ test('a frozen subscriber never holds up routing; it is dropped past its allowan
     drop!.queued > allowance && drop!.queued <= allowance + payload.length + 64,
     String(drop!.queued),
   );
-  frozen.socket.destroy();
-  healthy.socket.destroy();
+  frozen.close();
+  healthy.close();
 });
 
 test('a subscriber whose socket does not drain within the drain timeout is dropped; a draining one is not', async () => {
@@ -182,9 +140,9 @@ test('a subscriber whose socket does not drain within the drain timeout is dropp
   broker.aedes.on('client', (client) => {
     if (client.id === 'stuck') stuckConn = client.conn as Socket;
   });
-  const frozen = await subscribe(broker.port, 'stuck', [{ topic: 't', qos: 0 }]);
-  frozen.socket.pause();
-  const healthy = await subscribe(broker.port, 'reader', [{ topic: 't', qos: 0 }]);
+  const frozen = await rawMqtt({ tcp: broker.port }, 'stuck', { subscriptions: [{ topic: 't', qos: 0 }] });
+  frozen.freeze();
+  const healthy = await rawMqtt({ tcp: broker.port }, 'reader', { subscriptions: [{ topic: 't', qos: 0 }] });
   const payload = Buffer.alloc(32 * 1024, 2);
   let sent = 0;
   // Until the kernel holds no more for the frozen one and its socket buffers (then stop: it must be
@@ -199,6 +157,6 @@ test('a subscriber whose socket does not drain within the drain timeout is dropp
     [['stuck', 'drain_timeout']],
   );
   await waitFor('the reader to get every message', () => healthy.publishes().length === sent);
-  frozen.socket.destroy();
-  healthy.socket.destroy();
+  frozen.close();
+  healthy.close();
 });

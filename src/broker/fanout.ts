@@ -181,7 +181,12 @@ class Subscriber {
 
   /** True, and the subscriber dropped, when more than the allowance is queued for it. */
   private overAllowance(): boolean {
-    const queued = (this.client.conn as Writable).writableLength;
+    const conn = this.client.conn as Writable;
+    // Judged at the connection's first write of a turn: later ones go to a socket corked for the
+    // turn, whose bytes wait for the turn's end, not for the subscriber. What is queued then is
+    // what the kernel did not take.
+    if (conn.writableCorked > 0) return false;
+    const queued = conn.writableLength;
     if (queued <= this.fanout.options.maxBufferedBytes) return false;
     this.drop('buffer', queued);
     return true;

@@ -121,6 +121,8 @@ export interface OutboundSink {
   writePacket(packet: EncodedPacket): boolean;
   /** Bytes accepted and not yet handed to the kernel. */
   readonly queuedBytes: number;
+  /** True while what is written waits for an uncork (a packet's chunks, or the turn: turn-cork.ts). */
+  readonly corked: boolean;
   onDrain(listener: () => void): void;
   end(): void;
 }
@@ -204,6 +206,10 @@ class WebSocketSink implements OutboundSink {
 
   get queuedBytes(): number {
     return this.pendingBytes + this.ws.bufferedAmount;
+  }
+
+  get corked(): boolean {
+    return this.corks > 0 || this.raw.writableCorked > 0;
   }
 
   onDrain(listener: () => void): void {
@@ -350,9 +356,14 @@ export class GuardedStream extends Duplex {
     return this.sink.writePacket(packet);
   }
 
-  /** Bytes queued for the client and not yet taken by the kernel (read by the slow-subscriber guard). */
+  /** Bytes queued for the client and not yet taken by the kernel (read by the fan-out's allowance). */
   get queuedBytes(): number {
     return this.sink.queuedBytes;
+  }
+
+  /** True while the sink holds what is written for an uncork. */
+  get outboundCorked(): boolean {
+    return this.sink.corked;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (error?: Error | null) => void): void {
@@ -371,9 +382,15 @@ export class GuardedStream extends Duplex {
   }
 }
 
-// Writable's own `writableLength` counts its buffer, which the sink bypasses: report the sink's.
+// Writable's own `writableLength` and `writableCorked` describe its buffer, which the sink
+// bypasses: report the sink's.
 Object.defineProperty(GuardedStream.prototype, 'writableLength', {
   get(this: GuardedStream) {
     return this.queuedBytes;
+  },
+});
+Object.defineProperty(GuardedStream.prototype, 'writableCorked', {
+  get(this: GuardedStream) {
+    return this.outboundCorked ? 1 : 0;
   },
 });
