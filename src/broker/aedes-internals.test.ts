@@ -15,6 +15,7 @@ import { Duplex, PassThrough, Readable } from 'node:stream';
 import { test } from 'node:test';
 import { Aedes, type Client } from 'aedes';
 import mqttPacket from 'mqtt-packet';
+import { rawMqtt } from '../../test/support/raw-mqtt.js';
 import {
   AEDES_VERSION,
   checkAedesInternals,
@@ -153,28 +154,11 @@ test('isDrainTimeout recognises the error Aedes drops a QoS 1 subscriber with wh
   await once(server, 'listening');
   const errors: Error[] = [];
   aedes.on('clientError', (_client, err) => errors.push(err));
-  const sub = tcpConnect((server.address() as { port: number }).port, '127.0.0.1');
+  const sub = await rawMqtt({ tcp: (server.address() as { port: number }).port }, 'frozen', {
+    subscriptions: [{ topic: 'big', qos: 1 }],
+  });
   try {
-    await once(sub, 'connect');
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
-    const got: string[] = [];
-    parser.on('packet', (p) => got.push(p.cmd));
-    sub.on('data', (d) => parser.parse(d));
-    sub.write(
-      mqttPacket.generate({
-        cmd: 'connect',
-        protocolId: 'MQTT',
-        protocolVersion: 4,
-        clientId: 'frozen',
-        clean: true,
-        keepalive: 0,
-      }),
-    );
-    sub.write(
-      mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'big', qos: 1 }] }),
-    );
-    while (!got.includes('suback')) await once(parser, 'packet');
-    sub.pause(); // never reads again: the kernel buffers fill, then Aedes waits for 'drain'
+    sub.freeze(); // never reads again: the kernel buffers fill, then Aedes waits for 'drain'
     const payload = Buffer.alloc(64 * 1024);
     // Bounded: a few MB fill loopback's buffers; the drain timeout fires 200 ms after.
     for (let i = 0; i < 400 && errors.length === 0; i++) {
@@ -187,7 +171,7 @@ test('isDrainTimeout recognises the error Aedes drops a QoS 1 subscriber with wh
     assert.ok(errors.some(isDrainTimeout), errors.map((e) => e.message).join(', '));
     assert.equal(isDrainTimeout(new Error('connection closed')), false);
   } finally {
-    sub.destroy();
+    sub.close();
     server.close();
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
   }
