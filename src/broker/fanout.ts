@@ -133,7 +133,7 @@ class Subscriber {
     }
     const conn = client.conn as Writable;
     if (
-      conn.destroyed ||
+      !conn.writable ||
       !(client.connected || client.connecting) ||
       // As Aedes's deliver0: MQTT 5 no-local, one copy per client, then the broker's forwarding rule.
       (packet.nl === true && packet.clientId === client.id) ||
