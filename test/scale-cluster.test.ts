@@ -154,6 +154,44 @@ describe('three instances on one Redis', { skip }, () => {
     backend.end(true);
   });
 
+  test('QoS 0 fan-out of messages relayed from A and B: each subscriber on C, TCP and WebSocket, gets each once, intact', async () => {
+    // C encodes each relayed message once for its subscribers (src/broker/encoded-publish.ts), keyed
+    // by the origin's brokerId and counter: messages of two origins, interleaved, must not mix.
+    const got: Record<'tcp' | 'ws', string[]> = { tcp: [], ws: [] };
+    const subscribers: MqttClient[] = [];
+    for (const transport of ['tcp', 'ws'] as const) {
+      const sub = await connect(c.mqttUrl(transport), {
+        clientId: `fan-${transport}`,
+        username: 'backend',
+        password: subscriberSecret,
+      });
+      sub.on('message', (topic, payload, packet) => {
+        assert.equal(packet.qos, 0);
+        got[transport].push(`${topic.split('/')[1]}:${decodeSeq(payload)}`);
+      });
+      await sub.subscribeAsync('devices/+/telemetry', { qos: 0 });
+      subscribers.push(sub);
+    }
+    const onA = await device('dev-1', a.mqttUrl);
+    const onB = await device('dev-2', b.mqttUrl('tcp'));
+    const expected: string[] = [];
+    for (let seq = 100; seq < 130; seq++) {
+      await Promise.all([
+        publishAcked(onA, 'devices/dev-1/telemetry', sample('dev-1', seq)),
+        publishAcked(onB, 'devices/dev-2/telemetry', sample('dev-2', seq)),
+      ]);
+      expected.push(`dev-1:${seq}`, `dev-2:${seq}`);
+    }
+    for (const transport of ['tcp', 'ws'] as const) {
+      await waitFor(
+        `every message at the ${transport} subscriber`,
+        () => got[transport].length >= expected.length,
+      );
+      assert.deepEqual([...got[transport]].sort(), [...expected].sort(), transport);
+    }
+    for (const client of [onA, onB, ...subscribers]) client.end(true);
+  });
+
   test('a browser moved from B to C with its cursor: no gap, no duplicate', async () => {
     const dev = await device('dev-1', a.mqttUrl);
     const onB = await LiveTestClient.connect(`ws://127.0.0.1:${b.bridge.ports.http}/live`, token);
