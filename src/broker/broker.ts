@@ -63,6 +63,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const identities = new WeakMap<Client, Identity>();
   const refusedClientId = new WeakSet<Client>();
   const addresses = new WeakMap<Client, string>();
+  /** The will topic of each CONNECT, from the packet (Aedes keeps it only in a private field). */
+  const willTopics = new WeakMap<Client, string>();
   /** Clients whose delivery functions are wrapped (done at their first SUBSCRIBE, see `wrapDeliveries`). */
   const subscribers = new WeakSet<Client>();
   const banned = new Map<string, number>();
@@ -84,6 +86,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       if (!packet.clientId && !packet.clean) refusedClientId.add(client);
       // [MQTT-3.1.3-5] servers may refuse long client ids: CONNACK 2 like Aedes does for 3.1.
       if (packet.clientId && packet.clientId.length > MAX_CLIENT_ID_LENGTH) refusedClientId.add(client);
+      if (packet.will) willTopics.set(client, packet.will.topic);
       callback(null, true);
     },
 
@@ -118,9 +121,11 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
           if (identity.kind === 'device' && client.id !== identity.id) {
             return done(authError(`client id must be the device id '${identity.id}'`, 2), false);
           }
-          const will = (client as unknown as { _will?: { topic: string } })._will;
-          if (will && !canPublish(identity, will.topic)) {
-            return done(authError(`will topic '${will.topic}' is not allowed`, 5), false);
+          // A will is refused here, not when it is published: another instance publishes the stored
+          // will of a client whose instance died (cluster mode) with no client to check.
+          const willTopic = willTopics.get(client);
+          if (willTopic !== undefined && !canPublish(identity, willTopic)) {
+            return done(authError(`will topic '${willTopic}' is not allowed`, 5), false);
           }
           identities.set(client, identity);
           done(null, true);
