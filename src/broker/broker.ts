@@ -51,7 +51,7 @@ export interface Broker {
 /** Longest client id, characters (Aedes's `maxClientsIdLength` only applies to MQTT 3.1). */
 const MAX_CLIENT_ID_LENGTH = 128;
 
-/** Seconds a flooding client is refused after being disconnected. */
+/** Milliseconds a flooding client is refused after being disconnected. */
 const FLOOD_BAN_MS = 30_000;
 
 function authError(message: string, returnCode: number): AuthenticateError {
