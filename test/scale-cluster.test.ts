@@ -162,6 +162,9 @@ describe('three instances on one Redis', { skip }, () => {
     assert.equal((await watchC.next()).type, 'subscribed');
     const onB = await LiveTestClient.connect(`ws://127.0.0.1:${b.bridge.ports.http}/live`, token);
     onB.send({ type: 'subscribe', id: 's1', feeds: ['telemetry/dev-1'] });
+    // Subscribed before the publishes: else B may have read them all already and answer with a
+    // snapshot of seq 14 instead of the live events this test follows.
+    assert.equal((await onB.next()).type, 'subscribed');
     for (let seq = 10; seq < 15; seq++)
       await publishAcked(dev, 'devices/dev-1/telemetry', sample('dev-1', seq));
     let last: Record<string, unknown> | undefined;
