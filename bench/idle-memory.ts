@@ -23,7 +23,7 @@
  * The clients run in a child process so that their objects are in neither the heap nor the RSS.
  */
 import { fork } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -35,6 +35,7 @@ import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type Conn, mapLimit, mqttSession, type Target, type Transport } from './lib/conn.js';
 import { connectPacket } from './lib/mqtt-wire.js';
+import { smapsRss } from './lib/stats.js';
 
 const here = fileURLToPath(import.meta.url);
 
@@ -257,31 +258,6 @@ async function settledRss(): Promise<number> {
     last = now;
   }
   return last;
-}
-
-/**
- * RSS by kind of mapping (/proc/self/smaps): `brk` is glibc's main malloc heap, `anonBig` anonymous
- * mappings of 64 MiB or more (other threads' malloc arenas), `anon` the rest (mostly V8's pages).
- */
-function smapsRss(pid: number | 'self' = 'self'): {
-  brk: number;
-  anon: number;
-  anonBig: number;
-  file: number;
-} {
-  const out = { brk: 0, anon: 0, anonBig: 0, file: 0 };
-  let kind: keyof typeof out = 'anon';
-  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (head) {
-      const size = Number.parseInt(head[2]!, 16) - Number.parseInt(head[1]!, 16);
-      const path = head[3] ?? '';
-      kind = path === '[heap]' ? 'brk' : path === '' ? (size >= 64 << 20 ? 'anonBig' : 'anon') : 'file';
-      continue;
-    }
-    if (line.startsWith('Rss:')) out[kind] += Number(line.split(/\s+/)[1]) * 1024;
-  }
-  return out;
 }
 
 interface Sample {

@@ -12,7 +12,7 @@
  * const rows = await scaleFanout(ctx); // then report them with the other scenarios' rows
  */
 import { startRedis } from '../test/support/redis.js';
-import type { BenchContext, ScenarioResult } from './lib/context.js';
+import type { BenchContext, ScenarioOptions, ScenarioResult } from './lib/context.js';
 import { liveFanout } from './scenarios/live-fanout.js';
 
 const GROUP = 'live-fanout-scale';
@@ -20,6 +20,7 @@ const GROUP = 'live-fanout-scale';
 export async function scaleFanout(
   ctx: BenchContext,
   instanceCounts: readonly number[] = [1, 3],
+  options: ScenarioOptions = {},
 ): Promise<ScenarioResult[]> {
   const redis = await startRedis();
   if ('skip' in redis) throw new Error(redis.skip);
@@ -27,14 +28,17 @@ export async function scaleFanout(
   try {
     for (const instances of instanceCounts) {
       ctx.log(`scale-fanout: ${instances} instance(s) on Redis ${redis.url}`);
-      // (instances = 1 also runs the scenario's Socket.IO baseline; its row is not kept here)
-      const results = await liveFanout.run(ctx, { instances, redisUrl: redis.url });
+      const results = await liveFanout.run(ctx, {
+        ...options,
+        instances,
+        redisUrl: redis.url,
+        baseline: false,
+        group: GROUP,
+        sutName: `bridge+redis×${instances}`,
+      });
       for (const row of results) {
-        if (!row.sut.startsWith('bridge')) continue;
         rows.push({
           ...row,
-          group: GROUP,
-          sut: `bridge+redis×${instances}`,
           baseline: `bridge+redis×${instanceCounts[0]}`,
           params: { ...row.params, instances, redis: true },
         });

@@ -23,14 +23,17 @@ import { freePort, tempDir } from '../test/support/services.js';
 import type { Transport } from './lib/conn.js';
 import {
   type BenchContext,
+  meteredFields,
+  profileDirFor,
   provisionDevices,
   type Scenario,
+  type ScenarioOptions,
   type ScenarioResult,
   sleep,
   until,
 } from './lib/context.js';
 import { Generator, slices } from './lib/generator.js';
-import { generatorCpu, ProcMonitor, round, summarize } from './lib/stats.js';
+import { meter, round, summarize } from './lib/stats.js';
 import { pinning, startBridgeSut } from './lib/suts.js';
 
 const WORKERS = 2;
@@ -45,10 +48,10 @@ interface Load {
 export const spoolIngest: Scenario = {
   name: 'spool-ingest',
   description: 'QoS 1 ingest rate and PUBACK latency with the durable spool on (InfluxDB 1.6) and off',
-  async run(ctx: BenchContext): Promise<ScenarioResult[]> {
-    const seconds = ctx.quick ? 4 : 10;
+  async run(ctx: BenchContext, options: ScenarioOptions = {}): Promise<ScenarioResult[]> {
+    const seconds = options.profileDir ? 5 : ctx.quick ? 3 : 10;
     const loads: Load[] = [
-      { name: 'saturated', devices: ctx.quick ? 50 : 100, window: 8 },
+      { name: 'saturated', devices: ctx.quick ? 20 : 100, window: 8 },
       { name: 'light', devices: 10, window: 1 },
     ];
     const influx = await startInfluxd();
@@ -62,7 +65,7 @@ export const spoolIngest: Scenario = {
       for (const load of loads) {
         for (const spool of [true, false]) {
           results.push(
-            await runOne(ctx, influx, dataDir, creds.slice(0, load.devices), load, spool, seconds),
+            await runOne(ctx, influx, dataDir, creds.slice(0, load.devices), load, spool, seconds, options),
           );
         }
       }
@@ -82,13 +85,17 @@ async function runOne(
   load: Load,
   spool: boolean,
   seconds: number,
+  options: ScenarioOptions,
 ): Promise<ScenarioResult> {
   const db = `spool_${load.name}_${Date.now()}`;
   if (spool) await influx.query(`CREATE DATABASE "${db}"`);
   const ports = { mqtt: await freePort(), http: await freePort() };
+  const group = `spool-ingest-${load.name}`;
+  const name = spool ? 'bridge+spool' : 'bridge (spool off)';
   const sut = await startBridgeSut(ctx.pin, {
     ports,
     dataDir,
+    cpuProfDir: profileDirFor(options, group, name),
     env: {
       BRIDGE_AUTH: 'on',
       ...(spool ? { INFLUX_URL: influx.url, INFLUX_API: 'v1', INFLUX_DATABASE: db } : {}),
@@ -106,15 +113,12 @@ async function runOne(
         spreadAddresses: true,
       })),
     );
-    const mon = new ProcMonitor(sut.pid).begin();
-    const genCpu = generatorCpu();
+    const end = meter(sut.pid);
     const t0 = performance.now();
     gen.start();
     await sleep(seconds * 1000);
     const parts = await gen.stop();
     const wall = (performance.now() - t0) / 1000;
-    const gcpu = genCpu();
-    const usage = mon.end();
     await gen.close();
     const acked = parts.reduce((n, p) => n + (p.acked ?? 0), 0);
     const sent = parts.reduce((n, p) => n + (p.sent ?? 0), 0);
@@ -138,16 +142,18 @@ async function runOne(
       extra['dbCountEqualsAcked'] = count === acked;
       if (!landed) ctx.log(`spool-ingest: only ${count} of ${acked} acknowledged points reached InfluxDB`);
     }
-    extra['sutCpuMicrosPerMsg'] = round((usage.cpuSeconds / Math.max(acked, 1)) * 1e6, 1);
+    // The window ends once storage caught up, so CPU per message includes writing to InfluxDB.
+    const measured = end();
+    const m = meteredFields(measured, sut.cores, acked, 'msg');
     const latency = summarize(parts.flatMap((p) => (p.latency ? [p.latency] : [])));
     const rate = round(acked / wall, 0);
     const label = spool ? 'spool on' : 'spool off';
     ctx.log(
-      `spool-ingest ${load.name} ${label}: ${rate} msg/s acked, PUBACK p50 ${latency.p50} p99 ${latency.p99} ms, bridge CPU ${usage.cpuPercent}%`,
+      `spool-ingest ${load.name} ${label}: ${rate} msg/s acked, PUBACK p50 ${latency.p50} p99 ${latency.p99} ms, ${m.cpuPer.micros} µs/msg, bridge CPU ${measured.usage.cpuPercent}%`,
     );
     return {
-      group: `spool-ingest-${load.name}`,
-      sut: spool ? 'bridge+spool' : 'bridge (spool off)',
+      group,
+      sut: name,
       baseline: 'bridge (spool off)',
       primary:
         load.name === 'saturated'
@@ -163,8 +169,7 @@ async function runOne(
       },
       throughput: { value: rate, unit: 'msg/s' },
       latencyMs: latency,
-      sutUsage: usage,
-      generatorCpuPercent: gcpu.cpuPercent,
+      ...m,
       extra,
     };
   } finally {

@@ -1,5 +1,5 @@
 /**
- * Spool engine benchmark: the append-only segment log (src/bridge/spool.ts, fs.promises + fdatasync,
+ * Spool engine benchmark: the append-only segment log (src/bridge/storage/spool.ts, fs.promises + fdatasync,
  * group commit) against better-sqlite3 12 in WAL mode with synchronous=FULL (group commit by one
  * transaction per event-loop turn; better-sqlite3 is synchronous, so every commit blocks the loop).
  *
@@ -17,7 +17,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
-import { DEFAULT_SPOOL_MEMORY_BYTES, Spool } from '../src/bridge/spool.js';
+import { DEFAULT_SPOOL_MEMORY_BYTES, Spool } from '../src/bridge/storage/spool.js';
 import { tempDir } from '../test/support/services.js';
 
 const SECONDS = Number(process.env['SECONDS_EACH'] ?? 3);

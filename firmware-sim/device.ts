@@ -306,8 +306,9 @@ export class SimDevice extends EventEmitter {
         this.opts.faults,
       );
       for (const m of messages) {
-        // Fire and forget: faulty messages are never buffered or re-sent.
-        this.client.publish(this.telemetryTopic, m.payload, { qos: 1 }, () => {});
+        // Fire and forget: faulty messages are never buffered or re-sent. A burst goes at QoS 0: only
+        // QoS 0 over the rate is dropped (`rate_limited`); QoS 1 would just be slowed (contract §3).
+        this.client.publish(this.telemetryTopic, m.payload, { qos: m.kind === 'burst' ? 0 : 1 }, () => {});
         this.stats.faultsSent++;
         this.faultsByKind[kind] = (this.faultsByKind[kind] ?? 0) + 1;
         this.emit('fault', m);

@@ -32,7 +32,7 @@ export const EXPECTED_REASON: Readonly<Record<FaultKind, string>> = {
   wrongDevice: 'device_mismatch',
   clockSkew: 'bad_time',
   nan: 'bad_value',
-  burst: 'rate_limited', // only when the burst exceeds the device's rate limit
+  burst: 'rate_limited', // sent at QoS 0, and only when the burst exceeds the device's rate limit
 };
 
 export interface FaultOptions {

@@ -1,5 +1,5 @@
 /**
- * Provisioning of a simulated fleet in the bridge's data directory (src/broker/registry.ts), and the
+ * Provisioning of a simulated fleet in the bridge's data directory (src/auth/registry.ts), and the
  * fleet file that keeps the devices' secrets (the registry stores only hashes).
  *
  * Fleet file (JSON, mode 0600): `{ "version": 1, "devices": [{ "id": "sim-00001", "secret": "…" }] }`.
@@ -12,7 +12,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Registry } from '../src/broker/registry.js';
+import { Registry } from '../src/auth/registry.js';
 import type { FleetDevice } from './fleet.js';
 
 /** Devices created per registry write. */

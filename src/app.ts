@@ -1,26 +1,28 @@
 /**
- * The composition root: config → storage → pipeline → broker → live channel → listeners; closed in
- * reverse. `main.ts` runs one of these per process; tests start several in one process.
+ * Room: composition. The composition root: config → storage and live hub (the sinks) → pipeline →
+ * broker → /live endpoints → listeners, each given what it needs at construction; closed in reverse.
+ * `main.ts` runs one of these per process; tests start several in one process.
  */
 import type { Server } from 'node:net';
 import { hostname } from 'node:os';
+import { Registry } from './auth/registry.js';
 import { openTokenService } from './auth/tokens.js';
-import { createLiveChannel } from './bridge/live/index.js';
+import { createLiveChannel, LiveHub } from './bridge/live/index.js';
 import type { LiveChannel } from './bridge/live/types.js';
-import { openStorage } from './bridge/open-storage.js';
 import { Pipeline } from './bridge/pipeline.js';
-import { SelfMetrics } from './bridge/self-metrics.js';
+import { openStorage } from './bridge/storage/open-storage.js';
+import { SelfMetrics } from './bridge/storage/self-metrics.js';
 import { type Broker, createBroker } from './broker/broker.js';
 import { ConnectionLimiter } from './broker/listeners/connection-limiter.js';
 import { type HttpRoutes, startHttpListener } from './broker/listeners/http.js';
 import { boundPort, closeServer } from './broker/listeners/listen.js';
+import { serveDashboard } from './broker/listeners/static.js';
 import { startMqttListener } from './broker/listeners/tcp.js';
-import { Registry } from './broker/registry.js';
+import { type ClusterMode, openClusterMode } from './cluster-mode.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { opsRoutes } from './ops.js';
-import { type ClusterMode, openClusterMode } from './redis.js';
 import { loadSchemas } from './schemas/registry.js';
 
 export interface BridgeHandle {
@@ -30,6 +32,8 @@ export interface BridgeHandle {
   readonly metrics: Metrics;
   readonly broker: Broker;
   readonly live: LiveChannel;
+  /** The live channel's hub: what accepted messages stream through to browsers. */
+  readonly hub: LiveHub;
   /** Graceful stop, as on SIGTERM: stop accepting, close peers, flush storage within the grace period. */
   close(): Promise<void>;
 }
@@ -68,61 +72,55 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
 
   const timers: NodeJS.Timeout[] = [];
   if (!config.auth) {
+    const topics = config.acl ? `the topics BRIDGE_ACL_FILE=${config.acl.file} allows` : 'every topic';
     const warn = () =>
-      log.warn('BRIDGE_AUTH=off: every client may connect and use every topic; never in production');
+      log.warn(`BRIDGE_AUTH=off: every client may connect and use ${topics}; never in production`);
     warn();
     timers.push(setInterval(warn, AUTH_OFF_WARNING_MS).unref());
   }
 
-  const rejectionType = schemas.type('telemetry.v1.Rejection');
-  const commandType = schemas.type('telemetry.v1.Command');
-  let pipeline: Pipeline | undefined;
+  // The stages, each given what it needs at construction (docs/architecture.md):
+  // live hub (a sink) → pipeline (its sinks) → broker (the pipeline as its ingest port) → /live endpoints.
+  const hub = new LiveHub({
+    config,
+    log: log.child({ module: 'live' }),
+    metrics,
+    ...(cluster ? { broker: cluster.live } : {}),
+  });
+  const pipeline = new Pipeline({
+    config,
+    log: log.child({ module: 'pipeline' }),
+    metrics,
+    schemas,
+    sinks: storage ? [storage, hub] : [hub],
+  });
   const broker = await createBroker({
     config,
     log: log.child({ module: 'broker' }),
     metrics,
     registry,
-    schemas,
-    pipeline: () => pipeline!,
+    ingest: pipeline,
     ...(cluster ? { cluster: cluster.aedes } : {}),
   });
-  // A session-store failure is emitted on the broker; without a listener it would end the process.
-  if (cluster) {
-    (broker.aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
-      log.error({ err: err.message }, 'mqtt session store error'),
-    );
-  }
-  pipeline = new Pipeline({
-    config,
-    log: log.child({ module: 'pipeline' }),
-    metrics,
-    schemas,
-    storage,
-    sendRejection: (deviceId, rejection) =>
-      broker.publish(`devices/${deviceId}/errors`, Buffer.from(rejectionType.encode(rejection).finish()), 1),
-    disconnect: (clientId, why) => broker.disconnect(clientId, why),
-  });
+  const commandType = schemas.type('telemetry.v1.Command');
   const live = createLiveChannel({
     config,
     log: log.child({ module: 'live' }),
-    metrics,
     tokens,
-    ...(cluster ? { broker: cluster.live } : {}),
+    hub,
     sendCommand: async (deviceId, command) => {
       broker.publish(`devices/${deviceId}/commands`, Buffer.from(commandType.encode(command).finish()), 1);
     },
   });
-  pipeline.live = live;
 
   if (storage && config.influx && config.influx.selfMetricsMs > 0) {
     const self = new SelfMetrics(metrics, { instance: hostname() });
-    const p = pipeline;
     timers.push(
       setInterval(() => {
-        self.lines().then(
-          (lines) => p.store(lines),
-          (err: Error) => log.warn({ err: err.message }, 'self metrics not stored'),
-        );
+        self
+          .lines()
+          .then((lines) => storage.append(lines))
+          .catch((err: Error) => log.warn({ err: err.message }, 'self metrics not stored'));
       }, config.influx.selfMetricsMs).unref(),
     );
   }
@@ -139,6 +137,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
         return s && !s.ok ? { ok: false, reason: s.reason ?? 'storage not ready' } : { ok: true };
       }),
       (req, res) => live.handleRequest(req, res),
+      serveDashboard,
     ],
     upgrade: new Map([['/live', (req, socket, head) => live.handleUpgrade(req, socket, head)]]),
   };
@@ -151,6 +150,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     await Promise.all(servers.map(closeServer));
     await live.close();
     await broker.close();
+    await hub.close();
     await cluster?.close();
     await storage?.close(0);
     throw err;
@@ -172,6 +172,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     metrics,
     broker,
     live,
+    hub,
     close() {
       closing ??= (async () => {
         listening = false;
@@ -181,6 +182,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
         const stopped = Promise.all(servers.map(closeServer));
         await live.close();
         await broker.close();
+        await hub.close();
         await cluster?.close();
         for (const s of servers) (s as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
         await stopped;

@@ -1,5 +1,5 @@
 /**
- * JSON logs on stdout (pino). One root logger per process; modules take a child with their name so
+ * Room: shared. JSON logs on stdout (pino). One root logger per process; modules take a child with their name so
  * every line says where it came from.
  */
 import { type Logger, pino } from 'pino';

@@ -1,5 +1,5 @@
 /**
- * The bridge process (`npm start`, `npx telebridge start`): configuration from the environment, one
+ * Room: composition. The bridge process (`npm start`, `npx telebridge start`): configuration from the environment, one
  * bridge, JSON logs on stdout. Bad configuration: one line on stderr, exit 2. SIGTERM/SIGINT: stop
  * accepting, flush what was accepted to storage, close peers, exit 0.
  */

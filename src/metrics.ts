@@ -1,5 +1,5 @@
 /**
- * The Prometheus metrics of one bridge instance (prom-client). Created per instance, so several
+ * Room: shared. The Prometheus metrics of one bridge instance (prom-client). Created per instance, so several
  * bridges in one test process keep separate counts. Names and labels are part of the contract
  * (README "Metrics"); docs/operations.md says what each means.
  */
@@ -29,6 +29,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: 'bridge_rejected_total',
       help: 'Messages refused by validation, by reason.',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    publishesDelayed: new Counter({
+      name: 'bridge_publishes_delayed_total',
+      help: 'QoS 1/2 PUBLISH packets held back by the per-client rate limit until their token was due (backpressure; none is dropped).',
       registers,
     }),
     samplesReceived: new Counter({

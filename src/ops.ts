@@ -1,5 +1,5 @@
 /**
- * Operational endpoints (contract §6): `/healthz` (the process serves), `/readyz` (listeners up and
+ * Room: shared. Operational endpoints (contract §6): `/healthz` (the process serves), `/readyz` (listeners up and
  * storage reachable or its backlog under its limit; 503 with a JSON reason otherwise) and `/metrics`
  * (Prometheus text).
  */

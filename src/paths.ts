@@ -1,5 +1,5 @@
 /**
- * Where the project's own files are at run time: the same code runs from `src/` (tsx) and from
+ * Room: shared. Where the project's own files are at run time: the same code runs from `src/` (tsx) and from
  * `dist/src/` (compiled), so paths are found from the package root, not from this file.
  */
 import { existsSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Redis connections for cluster mode (REDIS_URL) and their shared health.
+ * Room: shared. Redis connections for cluster mode (REDIS_URL) and their shared health.
  *
  * Every connection of the bridge (live stream publisher and reader, MQTT relay pub/sub, MQTT session
  * store) is made here and watched by one `RedisHealth`: `/readyz` is not ready while any of them is
@@ -7,8 +7,6 @@
  * failed reconnect attempt; those go to debug), never once per attempt.
  */
 import { Redis, type RedisOptions } from 'ioredis';
-import { RedisLiveBroker } from './bridge/live/broker-redis.js';
-import { type AedesCluster, openAedesCluster } from './broker/cluster.js';
 import type { Logger } from './log.js';
 
 /** Longest wait between two reconnect attempts, ms. */
@@ -120,55 +118,5 @@ export function redactUrl(url: string): string {
     return u.toString();
   } catch {
     return 'redis://?';
-  }
-}
-
-/** Everything cluster mode adds to one bridge instance. */
-export interface ClusterMode {
-  readonly health: RedisHealth;
-  /** For `createBroker({ cluster })`. */
-  readonly aedes: AedesCluster;
-  /** For `createLiveChannel({ broker })`. */
-  readonly live: RedisLiveBroker;
-  /** Not ready while any Redis connection is down. */
-  readiness(): { ok: boolean; reason?: string };
-  /** After the broker and the live channel closed: ends every Redis connection. */
-  close(): Promise<void>;
-}
-
-/**
- * Opens cluster mode for REDIS_URL: Aedes's relay and session store, and the live channel's stream.
- * @throws when Redis cannot be reached at start-up (the bridge does not start half-clustered).
- */
-export async function openClusterMode(
-  url: string,
-  live: { readonly historyCount: number; readonly historyBytes: number },
-  log: Logger,
-): Promise<ClusterMode> {
-  const health = new RedisHealth(log);
-  try {
-    const aedes = await openAedesCluster(url, health, log);
-    const liveBroker = await RedisLiveBroker.open({
-      url,
-      health,
-      log,
-      historyCount: live.historyCount,
-      historyBytes: live.historyBytes,
-    });
-    log.info({ redis: redactUrl(url) }, 'cluster mode: MQTT relay, sessions and live stream on Redis');
-    return {
-      health,
-      aedes,
-      live: liveBroker,
-      readiness: () => health.readiness(),
-      async close() {
-        await liveBroker.close();
-        await aedes.close();
-        health.close();
-      },
-    };
-  } catch (err) {
-    health.close();
-    throw err;
   }
 }

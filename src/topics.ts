@@ -1,5 +1,5 @@
 /**
- * MQTT topic names and filters (MQTT 3.1.1 §4.7): matching a topic against a filter, and whether one
+ * Room: shared. MQTT topic names and filters (MQTT 3.1.1 §4.7): matching a topic against a filter, and whether one
  * filter covers another (every topic the inner one matches, the outer one matches too). Used for
  * device and user rights, the schema registry, and the live channel's feed scopes.
  */

@@ -106,7 +106,7 @@ describe('dashboard with 1,000 devices in Chromium', { skip: binary.skip }, () =
    * a timer tick; resolves when the last one is published.
    */
   function feed(): Promise<number> {
-    const { live } = bridge.bridge;
+    const { hub } = bridge.bridge;
     const base = Date.now();
     const total = DEVICES * (1 + ROUNDS);
     let sent = 0;
@@ -115,11 +115,11 @@ describe('dashboard with 1,000 devices in Chromium', { skip: binary.skip }, () =
       const round = Math.floor(n / DEVICES);
       const id = deviceId(i);
       if (round === 0) {
-        live.publishStatus({ deviceId: id, state: 'online', firmware: '1.0.0', time: base });
+        hub.publishStatus({ deviceId: id, state: 'online', firmware: '1.0.0', time: base });
         return;
       }
       const time = base + round * 1000;
-      live.publishTelemetry({
+      hub.publishTelemetry({
         deviceId: id,
         seq: round,
         receivedAt: Date.now(),

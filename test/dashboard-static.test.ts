@@ -1,4 +1,4 @@
-// The dashboard's static files (src/bridge/live/static.ts) over a real HTTP server: content types,
+// The dashboard's static files (src/broker/listeners/static.ts) over a real HTTP server: content types,
 // caching, 404 under /assets/, false for paths it does not own, and no directory traversal.
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createDashboardHandler, defaultRoots } from '../src/bridge/live/static.js';
+import { createDashboardHandler, defaultRoots } from '../src/broker/listeners/static.js';
 import { tempDir } from './support/services.js';
 
 interface Answer {

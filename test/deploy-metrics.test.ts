@@ -8,7 +8,7 @@ import type { EventEmitter } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../src/app.js';
-import { Registry } from '../src/broker/registry.js';
+import { Registry } from '../src/auth/registry.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { loadSchemas } from '../src/schemas/registry.js';

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { SimDevice } from '../firmware-sim/device.js';
 import { type BridgeHandle, startBridge } from '../src/app.js';
-import { Registry } from '../src/broker/registry.js';
+import { Registry } from '../src/auth/registry.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { repoRoot } from './support/deploy.js';

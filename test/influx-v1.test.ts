@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readingToLines, statusToLine } from '../src/bridge/line-protocol.js';
-import { openStorage } from '../src/bridge/open-storage.js';
 import type { Reading } from '../src/bridge/reading.js';
-import type { Storage } from '../src/bridge/storage.js';
+import { readingToLines, statusToLine } from '../src/bridge/storage/line-protocol.js';
+import { openStorage } from '../src/bridge/storage/open-storage.js';
+import type { Storage } from '../src/bridge/storage/storage.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
@@ -69,7 +69,6 @@ async function open(
     dataDir: dir,
     async append(l) {
       await storage.append(l);
-      metrics.samplesReceived.inc(l.length);
     },
   };
 }

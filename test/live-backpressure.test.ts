@@ -47,7 +47,7 @@ test('a reader that stops reading is closed with 1013 past the hard limit and do
       for (let i = 0; i < BIG_BATCH; i++) {
         published++;
         // Many devices, so conflation (newest per device) cannot keep the stalled reader under the limit.
-        server.live.publishTelemetry(reading(`dev${published % 1000}`, published, BIG_VALUES));
+        server.hub.publishTelemetry(reading(`dev${published % 1000}`, published, BIG_VALUES));
       }
       await waitFor(`fast reader to get message ${published}`, () => fast.received.length >= published + 1, {
         timeoutMs: 2000,
@@ -80,7 +80,7 @@ test('a reader that stops reading is closed with 1013 past the hard limit and do
     assert.ok(stalled.received.length - 1 < published, 'the stalled reader did not get everything');
 
     // And the fast reader keeps getting messages afterwards.
-    server.live.publishTelemetry(reading('after', published + 1, { v: 1 }));
+    server.hub.publishTelemetry(reading('after', published + 1, { v: 1 }));
     assert.equal((await fast.next()).seq, published + 1);
     fast.close();
   } finally {
@@ -107,7 +107,7 @@ test('a slow reader past the soft limit gets conflated updates: the newest per d
         published++;
         const device = devices[published % devices.length]!;
         newest.set(device, published);
-        server.live.publishTelemetry(reading(device, published, VALUES));
+        server.hub.publishTelemetry(reading(device, published, VALUES));
       }
       await new Promise((resolve) => setImmediate(resolve));
     }

@@ -32,12 +32,12 @@ test('plain and deflate clients get the same messages, in order, from one turn o
     assert.match(deflate.ws.extensions, /permessage-deflate/);
     // One synchronous turn: every frame is written while the sockets are corked.
     for (let i = 1; i <= BATCH; i++) {
-      server.live.publishTelemetry(reading(`dev${i % 7}`, i, { temperature_c: i + 0.5 }));
+      server.hub.publishTelemetry(reading(`dev${i % 7}`, i, { temperature_c: i + 0.5 }));
     }
     // A second turn, with a longer message (a 2-byte length in the frame header).
     await new Promise((resolve) => setImmediate(resolve));
     const long = Object.fromEntries(Array.from({ length: 20 }, (_, k) => [`metric_${k}`, k + 0.25]));
-    server.live.publishTelemetry(reading('dev-long', BATCH + 1, long));
+    server.hub.publishTelemetry(reading('dev-long', BATCH + 1, long));
     await waitFor('both clients to get every message', () =>
       [plain, deflate].every((c) => telemetry(c).length === BATCH + 1),
     );
@@ -65,7 +65,7 @@ test('on a deflate connection a compressed message keeps its place among shared 
     const big = Object.fromEntries(Array.from({ length: 80 }, (_, k) => [`metric_${k}`, k + 0.125]));
     const seqs: number[] = [];
     for (let i = 1; i <= 30; i++) {
-      server.live.publishTelemetry(reading(`dev${i % 3}`, i, i % 10 === 5 ? big : { v: i }));
+      server.hub.publishTelemetry(reading(`dev${i % 3}`, i, i % 10 === 5 ? big : { v: i }));
       seqs.push(i);
     }
     await waitFor('both clients to get all 30', () =>
@@ -105,7 +105,7 @@ test('messages written in the turn the server closes arrive before its close fra
   try {
     const token = await server.token();
     const plain = await subscribed(server.wsUrl, token, false);
-    for (let i = 1; i <= BATCH; i++) server.live.publishTelemetry(reading('d1', i, { v: i }));
+    for (let i = 1; i <= BATCH; i++) server.hub.publishTelemetry(reading('d1', i, { v: i }));
     const closing = server.live.close(); // same turn: the close frame follows the corked messages
     const { code } = await plain.closed;
     await closing;

@@ -82,15 +82,15 @@ describe('live protocol messages', () => {
   after(() => server.close());
 
   test('subscribe → subscribed → snapshots of the latest state (cursor order), then live telemetry and status', async () => {
-    server.live.publishTelemetry(reading('snap-a', 1, { t: 1 }, 1_764_115_200_000));
-    server.live.publishTelemetry(reading('snap-a', 2, { t: 2 }, 1_764_115_201_000));
-    server.live.publishStatus({
+    server.hub.publishTelemetry(reading('snap-a', 1, { t: 1 }, 1_764_115_200_000));
+    server.hub.publishTelemetry(reading('snap-a', 2, { t: 2 }, 1_764_115_201_000));
+    server.hub.publishStatus({
       deviceId: 'snap-a',
       state: 'online',
       firmware: '1.2.0',
       time: 1_764_115_200_500,
     });
-    server.live.publishTelemetry(reading('snap-b', 7, { t: 9 }, 1_764_115_202_000));
+    server.hub.publishTelemetry(reading('snap-b', 7, { t: 9 }, 1_764_115_202_000));
     const c = await LiveTestClient.connect(server.wsUrl, await server.token());
     c.send({ type: 'subscribe', id: 'r1', feeds: ['telemetry/+', 'status/snap-a'] });
     assert.deepEqual(await c.next(), {
@@ -126,7 +126,7 @@ describe('live protocol messages', () => {
     assert.equal(s2.firmware, '1.2.0');
     assert.equal(typeof s1.cursor, 'string');
 
-    server.live.publishTelemetry({
+    server.hub.publishTelemetry({
       deviceId: 'd1',
       seq: 42,
       receivedAt: Date.now(),
@@ -135,13 +135,13 @@ describe('live protocol messages', () => {
         { time: 1_764_115_202_000, values: { temperature_c: 21.6 }, labels: {} },
       ],
     });
-    server.live.publishStatus({
+    server.hub.publishStatus({
       deviceId: 'snap-a',
       state: 'offline',
       firmware: '1.2.0',
       time: 1_764_115_203_000,
     });
-    server.live.publishStatus({ deviceId: 'other', state: 'online', firmware: 'x', time: 1 }); // not subscribed
+    server.hub.publishStatus({ deviceId: 'other', state: 'online', firmware: 'x', time: 1 }); // not subscribed
     const t1 = await c.next();
     const t2 = await c.next();
     const st = await c.next();
@@ -175,8 +175,8 @@ describe('live protocol messages', () => {
     // unsubscribe: no more telemetry; status/snap-a continues.
     c.send({ type: 'unsubscribe', id: 'r2', feeds: ['telemetry/+'] });
     assert.deepEqual(await c.next(), { type: 'unsubscribed', id: 'r2' });
-    server.live.publishTelemetry(reading('d1', 43, { temperature_c: 22 }));
-    server.live.publishStatus({
+    server.hub.publishTelemetry(reading('d1', 43, { temperature_c: 22 }));
+    server.hub.publishStatus({
       deviceId: 'snap-a',
       state: 'online',
       firmware: '1.3.0',
@@ -301,7 +301,7 @@ describe('live protocol messages', () => {
         (v) => v.metricName === 'bridge_e2e_latency_seconds_count',
       )?.value ?? 0;
     const before = await count();
-    server.live.publishTelemetry(reading('lat', 1, { v: 1 }, Date.now() - 50));
+    server.hub.publishTelemetry(reading('lat', 1, { v: 1 }, Date.now() - 50));
     assert.equal(await count(), before + 1, 'e2e latency observed on fan-out');
     c.close();
     await waitFor('gauge 0', async () => (await server.metrics.liveClients.get()).values[0]?.value === 0);

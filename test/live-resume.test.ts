@@ -19,7 +19,7 @@ describe('resume over WebSocket', () => {
     const first = await LiveTestClient.connect(server.wsUrl, token);
     first.send({ type: 'subscribe', id: 'r1', feeds: ['telemetry/res-a', 'telemetry/res-b'] });
     assert.equal((await first.next()).type, 'subscribed');
-    for (let seq = 1; seq <= 5; seq++) server.live.publishTelemetry(reading('res-a', seq, { v: seq }));
+    for (let seq = 1; seq <= 5; seq++) server.hub.publishTelemetry(reading('res-a', seq, { v: seq }));
     let last = '';
     for (let i = 1; i <= 5; i++) {
       const m = await first.next();
@@ -30,10 +30,10 @@ describe('resume over WebSocket', () => {
     await first.closed;
     // While disconnected: 50 samples on the subscribed feeds, interleaved with others it must not get.
     for (let seq = 6; seq <= 55; seq++) {
-      server.live.publishTelemetry(reading(seq % 2 ? 'res-a' : 'res-b', seq, { v: seq }));
-      server.live.publishTelemetry(reading('res-other', seq, { v: seq }));
+      server.hub.publishTelemetry(reading(seq % 2 ? 'res-a' : 'res-b', seq, { v: seq }));
+      server.hub.publishTelemetry(reading('res-other', seq, { v: seq }));
       if (seq % 10 === 0)
-        server.live.publishStatus({ deviceId: 'res-a', state: 'online', firmware: '1', time: seq });
+        server.hub.publishStatus({ deviceId: 'res-a', state: 'online', firmware: '1', time: seq });
     }
     const second = await LiveTestClient.connect(server.wsUrl, token);
     second.send({ type: 'subscribe', id: 'r2', feeds: ['telemetry/res-a', 'telemetry/res-b'], since: last });
@@ -54,7 +54,7 @@ describe('resume over WebSocket', () => {
     assert.ok(replayed.every((m) => m.type === 'telemetry'));
     assert.equal(new Set(replayed.map((m) => m.cursor)).size, 50);
     // And then live again, exactly once.
-    server.live.publishTelemetry(reading('res-b', 56, { v: 56 }));
+    server.hub.publishTelemetry(reading('res-b', 56, { v: 56 }));
     const live = await second.next();
     assert.equal(live.seq, 56);
     second.close();
@@ -65,7 +65,7 @@ describe('resume over WebSocket', () => {
     const c = await LiveTestClient.connect(server.wsUrl, token);
     c.send({ type: 'subscribe', id: 'a', feeds: ['telemetry/nothing-new'] });
     await c.next();
-    server.live.publishTelemetry(reading('nothing-new', 1, { v: 1 }));
+    server.hub.publishTelemetry(reading('nothing-new', 1, { v: 1 }));
     const m = await c.next();
     c.send({ type: 'subscribe', id: 'b', feeds: ['status/nothing-new'], since: m.cursor });
     assert.equal((await c.next()).type, 'subscribed');
@@ -78,10 +78,10 @@ describe('resume over WebSocket', () => {
     const c = await LiveTestClient.connect(server.wsUrl, token);
     c.send({ type: 'subscribe', id: 'a', feeds: ['telemetry/old'] });
     await c.next();
-    server.live.publishTelemetry(reading('old', 1, { v: 1 }));
+    server.hub.publishTelemetry(reading('old', 1, { v: 1 }));
     const { cursor } = await c.next();
     c.close();
-    for (let seq = 2; seq <= 300; seq++) server.live.publishTelemetry(reading('old', seq, { v: seq })); // history: 200
+    for (let seq = 2; seq <= 300; seq++) server.hub.publishTelemetry(reading('old', seq, { v: seq })); // history: 200
     const again = await LiveTestClient.connect(server.wsUrl, token);
     again.send({ type: 'subscribe', id: 'b', feeds: ['telemetry/old'], since: cursor });
     assert.equal((await again.next()).type, 'subscribed');
@@ -161,7 +161,7 @@ describe('Server-Sent Events', () => {
 
   test('snapshots and telemetry with id: <cursor>; resume with Last-Event-ID gets exactly what was missed', async () => {
     const token = await server.token();
-    server.live.publishTelemetry(reading('sse-1', 1, { v: 1 }));
+    server.hub.publishTelemetry(reading('sse-1', 1, { v: 1 }));
     const url = `${server.httpUrl}/live/sse?feeds=telemetry/sse-1`;
     const first = await readSse(url, { Authorization: `Bearer ${token}` }, 2);
     assert.deepEqual(first.events[0]!.data, { type: 'subscribed', id: 'sse', feeds: ['telemetry/sse-1'] });
@@ -170,8 +170,8 @@ describe('Server-Sent Events', () => {
     assert.equal(snap.data.type, 'snapshot');
     assert.equal(snap.id, snap.data.cursor);
     for (let seq = 2; seq <= 11; seq++) {
-      server.live.publishTelemetry(reading('sse-1', seq, { v: seq }));
-      server.live.publishTelemetry(reading('sse-2', seq, { v: seq }));
+      server.hub.publishTelemetry(reading('sse-1', seq, { v: seq }));
+      server.hub.publishTelemetry(reading('sse-2', seq, { v: seq }));
     }
     const resumed = await readSse(`${url}&token=${token}`, { 'Last-Event-ID': snap.id! }, 12);
     const body = resumed.events.slice(1);
@@ -194,7 +194,7 @@ describe('Server-Sent Events', () => {
     const token = await server.token();
     const pending = readSse(`${server.httpUrl}/live/sse?feeds=status/%2B&token=${token}`, {}, 2);
     await waitFor('SSE client registered', () => server.live.clientCount() === 1);
-    server.live.publishStatus({ deviceId: 'sse-s', state: 'online', firmware: '2', time: 5 });
+    server.hub.publishStatus({ deviceId: 'sse-s', state: 'online', firmware: '2', time: 5 });
     const { events } = await pending;
     assert.equal(events[1]!.data.type, 'status');
     await waitFor('SSE client gone', () => server.live.clientCount() === 0);

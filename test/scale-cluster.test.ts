@@ -15,8 +15,8 @@ import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { Registry } from '../src/auth/registry.js';
 import { openTokenService } from '../src/auth/tokens.js';
-import { Registry } from '../src/broker/registry.js';
 import {
   connectMqtt,
   encodeTelemetry,

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../src/app.js';
+import { Registry } from '../src/auth/registry.js';
 import { openTokenService } from '../src/auth/tokens.js';
-import { Registry } from '../src/broker/registry.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import {

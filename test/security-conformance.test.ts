@@ -2,14 +2,15 @@
  * MQTT 3.1.1 conformance where Aedes 1.2 falls short, against the real bridge on loopback:
  * ill-formed UTF-8 and U+0000 in topics and filters close the connection [MQTT-1.5.3-1, -2]; an
  * empty client id with clean session 0 gets CONNACK 2 [MQTT-3.1.3-8]; overlapping subscriptions
- * deliver at the highest QoS of the matching ones [MQTT-3.3.5-1].
+ * deliver at the highest QoS of the matching ones [MQTT-3.3.5-1]; `$` topics may be published to, but
+ * filters starting with a wildcard never match them, retained ones included [MQTT-4.7.2-1].
  */
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { publishAcked, startTestBridge, type TestBridge } from './support/bridge.js';
+import { publishAcked, startTestBridge, subackCodes, type TestBridge } from './support/bridge.js';
 import { waitEvent, waitFor } from './support/wait.js';
 
 let t: TestBridge;
@@ -198,5 +199,69 @@ describe('[MQTT-3.3.5-1] overlapping subscriptions', () => {
 
   test('never above the QoS of the PUBLISH', async () => {
     assert.deepEqual(await deliveredQos('q0', { 'z/#': 1, 'z/x': 1 }, 'z/x', 0), [0]);
+  });
+});
+
+describe('[MQTT-4.7.2-1] $ topics', () => {
+  const rights = ['#', '$TopicA/#', '$SYS/#', '$telebridge/#'];
+  let dollarSecret: string;
+  before(async () => {
+    dollarSecret = await t.addUser('dollar', { publish: rights, subscribe: rights });
+  });
+  const connect = (clientId: string) =>
+    t.connect('tcp', { clientId, username: 'dollar', password: dollarSecret });
+
+  test('a client may publish to $TopicA/B; $TopicA/# receives it, # and +/+ never do, live or retained', async () => {
+    const dollar = await connect('d-exact');
+    const wild = await connect('d-wild');
+    const got: Record<string, string[]> = { dollar: [], wild: [] };
+    dollar.on('message', (topic) => got['dollar']!.push(topic));
+    wild.on('message', (topic) => got['wild']!.push(topic));
+    await dollar.subscribeAsync('$TopicA/#', { qos: 1 });
+    await wild.subscribeAsync(['#', '+/+'], { qos: 1 });
+    const pub = await connect('d-pub');
+    await publishAcked(pub, '$TopicA/B', Buffer.from('live'));
+    await publishAcked(pub, '$TopicA/R', Buffer.from('kept'), true);
+    // Published after them: once it arrives at the wildcard client, so would have the $ ones.
+    await publishAcked(pub, 'plain/x', Buffer.from('sentinel'));
+    await waitFor('both $ topics at $TopicA/#', () => got['dollar']!.length === 2);
+    await waitFor('the sentinel at #', () => got['wild']!.includes('plain/x'));
+    assert.deepEqual(got['dollar']!.sort(), ['$TopicA/B', '$TopicA/R']);
+    assert.ok(!got['wild']!.some((topic) => topic.startsWith('$')), JSON.stringify(got['wild']));
+
+    // Retained: a new `#` and `+/+` subscriber is not sent `$TopicA/R`; a `$TopicA/+` one is.
+    const late = await connect('d-late');
+    const lateGot: string[] = [];
+    late.on('message', (topic) => lateGot.push(topic));
+    await publishAcked(pub, 'plain/r', Buffer.from('retained sentinel'), true);
+    await late.subscribeAsync(['#', '+/+'], { qos: 1 });
+    await waitFor('the retained sentinel', () => lateGot.includes('plain/r'));
+    await late.subscribeAsync('$TopicA/+', { qos: 1 });
+    await waitFor('the retained $ topic', () => lateGot.includes('$TopicA/R'));
+    assert.deepEqual(
+      lateGot.filter((topic) => topic.startsWith('$')),
+      ['$TopicA/R'],
+      'only through $TopicA/+',
+    );
+    await publishAcked(pub, '$TopicA/R', Buffer.alloc(0), true);
+    await publishAcked(pub, 'plain/r', Buffer.alloc(0), true);
+  });
+
+  test('a PUBLISH to $SYS/… or $telebridge/… is acknowledged and dropped; $telebridge cannot be subscribed to', async () => {
+    const sub = await connect('d-sys');
+    const got: string[] = [];
+    sub.on('message', (topic) => got.push(topic));
+    await sub.subscribeAsync(['$SYS/#', 'after'], { qos: 1 });
+    assert.deepEqual(await subackCodes(sub, ['$telebridge/#', '$telebridge/discarded']), [0x80, 0x80]);
+    const pub = await connect('d-sys-pub');
+    await publishAcked(pub, '$SYS/fake/new/clients', Buffer.from('victim'));
+    await publishAcked(pub, '$telebridge/discarded', Buffer.from('x'));
+    await publishAcked(pub, 'after', Buffer.from('sentinel'));
+    await waitFor('the sentinel', () => got.includes('after'));
+    assert.ok(pub.connected, 'the publisher stays connected');
+    assert.deepEqual(
+      got.filter((topic) => topic === '$SYS/fake/new/clients' || topic.startsWith('$telebridge')),
+      [],
+    );
   });
 });

@@ -12,7 +12,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
-import { Registry } from '../src/broker/registry.js';
+import { Registry } from '../src/auth/registry.js';
 import { bridgeCommand } from './support/bridge-process.js';
 import { freePort, httpOk, type RunningProcess, startProcess, tempDir } from './support/services.js';
 import { waitEvent, waitFor } from './support/wait.js';

@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { SimDevice } from '../firmware-sim/device.js';
 import { EXPECTED_REASON, FAULT_KINDS, FAULT_SEQ_BASE, type FaultKind } from '../firmware-sim/faults.js';
-import { Registry } from '../src/broker/registry.js';
+import { Registry } from '../src/auth/registry.js';
 import { decodeRejection, startTestBridge, type TestBridge } from './support/bridge.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';

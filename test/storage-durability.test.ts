@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readingToLines } from '../src/bridge/line-protocol.js';
-import { openStorage } from '../src/bridge/open-storage.js';
+import { readingToLines } from '../src/bridge/storage/line-protocol.js';
+import { openStorage } from '../src/bridge/storage/open-storage.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
@@ -69,7 +69,6 @@ describe('storage durability', () => {
     for (let seq = 1; seq <= 1000 && !error; seq++) {
       try {
         await storage.append([line('full-1', seq)]);
-        metrics.samplesReceived.inc();
         acked = seq;
       } catch (err) {
         error = err as { code?: string };
@@ -93,7 +92,6 @@ describe('storage durability', () => {
       // the backlog is counted down (once the cursor is durable), so it comes back a moment later.
       await waitFor('ready again', () => storage.readiness().ok);
       await storage.append([line('full-1', acked + 1)]);
-      metrics.samplesReceived.inc();
       await waitFor('drained again', () => storage.backlogPoints() === 0);
       const rows = await late.rows('SELECT count(seq) FROM telemetry', 'full');
       assert.equal(rows[0]?.['count'], acked + 1);
@@ -122,8 +120,8 @@ describe('storage durability', () => {
     const root = projectRoot();
     writeFileSync(
       script,
-      `import { openStorage } from ${JSON.stringify(join(root, 'src/bridge/open-storage.ts'))};
-import { readingToLines } from ${JSON.stringify(join(root, 'src/bridge/line-protocol.ts'))};
+      `import { openStorage } from ${JSON.stringify(join(root, 'src/bridge/storage/open-storage.ts'))};
+import { readingToLines } from ${JSON.stringify(join(root, 'src/bridge/storage/line-protocol.ts'))};
 import { loadConfig } from ${JSON.stringify(join(root, 'src/config.ts'))};
 import { createLogger } from ${JSON.stringify(join(root, 'src/log.ts'))};
 import { createMetrics } from ${JSON.stringify(join(root, 'src/metrics.ts'))};

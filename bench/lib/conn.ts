@@ -1,10 +1,20 @@
 /**
  * Raw client connections for the load generator: MQTT over TCP (`net`) or WebSocket (`ws`, binary
  * frames, subprotocol `mqtt`), speaking pre-encoded packets (mqtt-wire.ts).
+ *
+ * `fastRead` connections are for receivers that must keep up with hundreds of thousands of packets
+ * a second on one core (the MQTT fan-out's subscribers): every socket of the thread reads into one
+ * shared buffer (`net`'s `onread`: no allocation and no 'data' event per read), and WebSocket is
+ * the raw client of raw-ws.ts instead of `ws`, whose per-frame Receiver would limit the generator
+ * before the system under test. Both systems of a comparison are read the same way.
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { PACKET, PacketSplitter } from './mqtt-wire.js';
+import { rawWebSocket } from './raw-ws.js';
+
+/** The read buffer of every fast-read TCP socket of this thread (a read is consumed before the next). */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 export type Transport = 'tcp' | 'ws';
 
@@ -24,13 +34,18 @@ export interface Conn {
   readonly closed: boolean;
 }
 
-/** Opens a byte pipe; resolves once it is open. */
+/**
+ * Opens a byte pipe; resolves once it is open. With `fastRead`, `onData`'s chunk is valid only
+ * during the call (the read buffer is reused).
+ */
 export function openConn(
   transport: Transport,
   target: Target,
   onData: (chunk: Buffer) => void,
   onClose: () => void,
+  fastRead = false,
 ): Promise<Conn> {
+  if (fastRead && transport === 'ws') return openRawWs(target, onData, onClose);
   return new Promise((resolve, reject) => {
     let open = false;
     let closed = false;
@@ -47,9 +62,20 @@ export function openConn(
         host: target.host,
         port: target.port,
         ...(target.localAddress ? { localAddress: target.localAddress } : {}),
+        ...(fastRead
+          ? {
+              onread: {
+                buffer: READ_BUFFER,
+                callback: (n: number) => {
+                  onData(READ_BUFFER.subarray(0, n));
+                  return true;
+                },
+              },
+            }
+          : {}),
       });
       socket.setNoDelay(true);
-      socket.on('data', onData);
+      if (!fastRead) socket.on('data', onData);
       socket.on('error', fail);
       socket.on('close', done);
       socket.once('connect', () => {
@@ -89,9 +115,39 @@ export function openConn(
   });
 }
 
+/** MQTT over WebSocket with the raw client (raw-ws.ts): binary frames, subprotocol `mqtt`. */
+async function openRawWs(
+  target: Target,
+  onData: (chunk: Buffer) => void,
+  onClose: () => void,
+): Promise<Conn> {
+  let open = false;
+  const ws = await rawWebSocket(
+    {
+      host: target.host,
+      port: target.port,
+      path: target.path ?? '/mqtt',
+      protocol: 'mqtt',
+      ...(target.localAddress ? { localAddress: target.localAddress } : {}),
+    },
+    (buf, start, end) => onData(buf.subarray(start, end)),
+    () => {
+      if (open) onClose();
+    },
+  );
+  open = true;
+  return {
+    send: (b) => ws.sendBinary(b),
+    close: () => ws.terminate(),
+    get closed() {
+      return ws.closed;
+    },
+  };
+}
+
 /**
- * Opens a connection, sends CONNECT and resolves after CONNACK 0; later packets go to `onPacket`.
- * Rejects on a refusal, a close before CONNACK or `timeoutMs`.
+ * Opens a connection, sends CONNECT and resolves after CONNACK 0; later packets go to `onPacket`
+ * (valid only during the call). Rejects on a refusal, a close before CONNACK or `timeoutMs`.
  */
 export async function mqttSession(
   transport: Transport,
@@ -100,6 +156,7 @@ export async function mqttSession(
   onPacket: (type: number, buf: Buffer, start: number, end: number) => void,
   onClose: () => void,
   timeoutMs = 30_000,
+  fastRead = false,
 ): Promise<Conn> {
   let settle: ((err?: Error) => void) | undefined;
   const connack = new Promise<void>((resolve, reject) => {
@@ -125,6 +182,7 @@ export async function mqttSession(
       if (!connected) settle?.(new Error('closed before CONNACK'));
       else onClose();
     },
+    fastRead,
   );
   conn.send(connect);
   const timer = setTimeout(() => settle?.(new Error('CONNACK timeout')), timeoutMs);

@@ -5,15 +5,18 @@
  *
  * Tasks:
  * - `ingest`: devices keep `window` QoS 1 telemetry PUBLISHes in flight each; PUBACK latency.
- * - `rate`: devices publish telemetry at a fixed total rate, `seq` = send time in µs.
- * - `subscribe`: MQTT subscribers; latency = receive time − the `seq` stamp.
+ * - `rate`: devices publish telemetry at a fixed total rate (QoS 1 unless `qos` says 0), `seq` =
+ *   send time in µs.
+ * - `subscribe`: MQTT subscribers (QoS 0) read with `fastRead` connections (conn.ts); latency =
+ *   receive time − the `seq` stamp. A connection the server closes while recording counts as
+ *   dropped (a broker dropping a subscriber that fell behind).
  * - `hold`: idle connections; with `reconnect`, each reconnects after its server went away (storm).
  * - `live`: /live browsers (JSON over WebSocket); latency from the message's `seq` stamp.
  * - `sio`: Socket.IO browsers as raw Engine.IO 4 WebSocket clients; `sio-rate`: Socket.IO devices.
  *   Both browser kinds are raw `net` WebSocket clients (live-browsers.ts, raw-ws.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { type Conn, loopbackAddress, mapLimit, mqttSession, type Target, type Transport } from './conn.js';
+import { type Conn, loopbackAddress, mapLimit, mqttSession } from './conn.js';
 import { liveBrowsers, sioBrowsers, sioSocket } from './live-browsers.js';
 import {
   connectPacket,
@@ -27,43 +30,7 @@ import {
   telemetrySeq,
 } from './mqtt-wire.js';
 import { LatencyRecorder } from './stats.js';
-
-export type WorkerTask =
-  | {
-      task: 'ingest';
-      transport: Transport;
-      target: Target;
-      devices: { id: string; password?: string }[];
-      window: number;
-      baseTimeMs: number;
-      spreadAddresses?: boolean;
-    }
-  | { task: 'rate'; transport: Transport; target: Target; devices: string[]; rate: number }
-  | { task: 'subscribe'; transport: Transport; target: Target; clients: string[]; topic: string }
-  | {
-      task: 'hold';
-      transport: Transport;
-      target: Target;
-      clients: string[];
-      reconnect: boolean;
-      concurrency: number;
-    }
-  | { task: 'live'; target: Target; count: number; token: string; feeds: string[]; deflate?: boolean }
-  | { task: 'sio'; target: Target; count: number }
-  | { task: 'sio-rate'; target: Target; devices: string[]; rate: number };
-
-export interface WorkerResult {
-  latency?: ReturnType<LatencyRecorder['snapshot']>;
-  sent?: number;
-  acked?: number;
-  received?: number;
-  connected?: number;
-  /** hold+reconnect: epoch ms of the first and last reconnection after `arm`. */
-  firstConnectAt?: number;
-  lastConnectAt?: number;
-  attempts?: number;
-  errors?: string[];
-}
+import type { WorkerResult, WorkerTask } from './worker-protocol.js';
 
 interface Running {
   start(): void;
@@ -159,6 +126,7 @@ async function ingest(p: Extract<WorkerTask, { task: 'ingest' }>): Promise<Runni
 }
 
 async function rate(p: Extract<WorkerTask, { task: 'rate' }>): Promise<Running> {
+  const qos = p.qos ?? 1;
   let acked = 0;
   let sent = 0;
   const devices = await mapLimit(p.devices, CONNECT_CONCURRENCY, async (id) => ({
@@ -183,9 +151,9 @@ async function rate(p: Extract<WorkerTask, { task: 'rate' }>): Promise<Running> 
         while (sent < due) {
           const d = devices[sent % devices.length]!;
           const id = d.nextId;
-          d.nextId = id === 65_535 ? 1 : id + 1;
+          if (qos) d.nextId = id === 65_535 ? 1 : id + 1;
           // seq carries the send time (µs) for the receivers; the sample time is the wall clock.
-          d.conn.send(d.tpl.publish(1, id, nowMicros(), Date.now()));
+          d.conn.send(d.tpl.publish(qos, id, nowMicros(), Date.now()));
           sent++;
         }
       }, 1);
@@ -206,7 +174,10 @@ async function rate(p: Extract<WorkerTask, { task: 'rate' }>): Promise<Running> 
 async function subscribe(p: Extract<WorkerTask, { task: 'subscribe' }>): Promise<Running> {
   const rec = new LatencyRecorder();
   let recording = false;
+  let closing = false;
   let received = 0;
+  let dropped = 0;
+  let lastAt = 0;
   const conns = await mapLimit(p.clients, CONNECT_CONCURRENCY, async (id) => {
     let subacked: (() => void) | undefined;
     const suback = new Promise<void>((r) => {
@@ -221,10 +192,16 @@ async function subscribe(p: Extract<WorkerTask, { task: 'subscribe' }>): Promise
         else if (type === PACKET.PUBLISH && recording) {
           const stamp = telemetrySeq(buf, publishPayloadOffset(buf, start));
           received++;
-          if (stamp > 0) rec.add((nowMicros() - stamp) / 1000);
+          const now = nowMicros();
+          lastAt = now / 1000;
+          if (stamp > 0) rec.add((now - stamp) / 1000);
         }
       },
-      () => {},
+      () => {
+        if (recording && !closing) dropped++;
+      },
+      30_000,
+      true,
     );
     conn.send(subscribePacket(p.topic, 1));
     await suback;
@@ -237,9 +214,10 @@ async function subscribe(p: Extract<WorkerTask, { task: 'subscribe' }>): Promise
     progress: () => received,
     async stop() {
       recording = false;
-      return { latency: rec.snapshot(), received };
+      return { latency: rec.snapshot(), received, dropped, lastAt };
     },
     async close() {
+      closing = true;
       for (const c of conns) c.close();
     },
   };

@@ -4,7 +4,7 @@
  * core of the system under test. Its own CPU use is read with `process.cpuUsage()` (all threads).
  */
 import { Worker } from 'node:worker_threads';
-import type { WorkerResult, WorkerTask } from './gen-worker.js';
+import type { WorkerResult, WorkerTask } from './worker-protocol.js';
 
 const here = import.meta.url;
 const TS = here.endsWith('.ts');

@@ -7,9 +7,9 @@
 import { constants, inflateRawSync } from 'node:zlib';
 import type { Target } from './conn.js';
 import { loopbackAddress, mapLimit } from './conn.js';
-import type { WorkerResult, WorkerTask } from './gen-worker.js';
 import { type FrameHandler, jsonNumberAfter, type RawWs, rawWebSocket } from './raw-ws.js';
 import { LatencyRecorder } from './stats.js';
+import type { WorkerResult, WorkerTask } from './worker-protocol.js';
 
 /** What a generator task runs between `start` and `stop` (gen-worker.ts drives it). */
 export interface BrowserTask {
@@ -31,16 +31,20 @@ class Receiver {
   readonly rec = new LatencyRecorder();
   recording = false;
   received = 0;
+  /** Epoch ms of the last delivery recorded. */
+  lastAt = 0;
 
   onFrame = (buf: Buffer, start: number, end: number, now: number, compressed: boolean): void => {
     if (!this.recording) return;
     if (compressed) {
       this.received++; // counted, not read: inflating is not the browsers' cost we measure
+      this.lastAt = performance.timeOrigin + now;
       return;
     }
     const stamp = jsonNumberAfter(buf, start, end, SEQ_KEY);
     if (stamp <= 0) return;
     this.received++;
+    this.lastAt = performance.timeOrigin + now;
     this.rec.add((originMicros + now * 1000 - stamp) / 1000);
   };
 
@@ -52,7 +56,7 @@ class Receiver {
       progress: () => this.received,
       stop: async () => {
         this.recording = false;
-        return { latency: this.rec.snapshot(), received: this.received };
+        return { latency: this.rec.snapshot(), received: this.received, lastAt: this.lastAt };
       },
       close: async () => {
         for (const s of sockets) s.terminate();

@@ -43,6 +43,8 @@ export type FrameHandler = (
 export interface RawWs {
   /** Sends a text frame (masked). No-op once closed. */
   send(text: string): void;
+  /** Sends a binary frame (masked), e.g. MQTT packets. No-op once closed. */
+  sendBinary(data: Buffer): void;
   /** Destroys the socket at once (no close handshake). */
   terminate(): void;
   readonly closed: boolean;
@@ -172,6 +174,9 @@ export function rawWebSocket(
     const ws: RawWs = {
       send(text) {
         if (!closed) socket.write(clientFrame(0x1, Buffer.from(text)));
+      },
+      sendBinary(data) {
+        if (!closed) socket.write(clientFrame(0x2, data));
       },
       terminate() {
         closed = true;

@@ -2,6 +2,8 @@
  * Systems under test, each in its own child process pinned to core 0 (`taskset -c 0`) while the
  * bench process and its generator threads run on core 1: the bridge (`src/main`), plain Aedes
  * (bench/plain-aedes), Debian's Mosquitto, and the Socket.IO baseline (bench/socketio-server).
+ * Every system of a comparison gets core 0; the bridge's "2 cores" rows (`taskset -c 0,1`) are rows
+ * of their own, showing what a second core buys: that core is the generator's (and InfluxDB's).
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -29,23 +31,36 @@ export function nodeScript(path: string, extraNodeArgs: string[] = []): string[]
 }
 
 export interface Pinning {
-  readonly sut: string[];
+  /** taskset's path when pinning works (util-linux, 2+ cores); undefined: nothing is pinned. */
+  readonly taskset?: string;
   readonly note: string;
 }
 
-/** `taskset -c 0` for services when util-linux's taskset works and there are 2+ cores. */
+/** How many cores a system under test gets: 1 (core 0, every system) or 2 (cores 0 and 1). */
+export type Cores = 1 | 2;
+
+/** The CPU list a system with `cores` cores is pinned to: `0`, `0,1`, or `any` without pinning. */
+export function coreList(pin: Pinning, cores: Cores): string {
+  if (!pin.taskset) return 'any';
+  return cores === 1 ? '0' : '0,1';
+}
+
+/**
+ * Pins this process (the load generator: its worker threads inherit it) to core 1 and returns how
+ * systems under test are pinned, when util-linux's taskset works and there are 2+ cores.
+ */
 export function pinning(): Pinning {
   const taskset = findBinary('taskset');
-  if (!taskset) return { sut: [], note: 'taskset not found (util-linux): no pinning' };
-  if (availableParallelism() < 2) return { sut: [], note: 'one core only: no pinning' };
+  if (!taskset) return { note: 'taskset not found (util-linux): no pinning' };
+  if (availableParallelism() < 2) return { note: 'one core only: no pinning' };
   try {
     execFileSync(taskset, ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
   } catch (err) {
-    return { sut: [], note: `taskset failed (${(err as Error).message}): no pinning` };
+    return { note: `taskset failed (${(err as Error).message}): no pinning` };
   }
   return {
-    sut: [taskset, '-c', '0'],
-    note: 'SUT pinned to core 0, load generator (bench process) to core 1',
+    taskset,
+    note: 'every system under test pinned to core 0 (the bridge\'s "2 cores" rows: cores 0,1); load generator (bench process, its threads) and InfluxDB on core 1',
   };
 }
 
@@ -64,6 +79,8 @@ export function pinPid(pid: number, core: number): boolean {
 export interface Sut {
   readonly name: 'bridge' | 'aedes' | 'mosquitto' | 'socketio';
   readonly pid: number;
+  /** The CPU list it is pinned to (coreList). */
+  readonly cores: string;
   /** MQTT over TCP. */
   readonly mqttPort: number;
   /** HTTP port: MQTT over WebSocket (`wsPath`), /live, Socket.IO. */
@@ -78,9 +95,14 @@ export interface PortPair {
   http: number;
 }
 
-function spawnPinned(pin: Pinning, command: string, args: string[]): { command: string; args: string[] } {
-  return pin.sut.length
-    ? { command: pin.sut[0]!, args: [...pin.sut.slice(1), command, ...args] }
+function spawnPinned(
+  pin: Pinning,
+  cores: Cores,
+  command: string,
+  args: string[],
+): { command: string; args: string[] } {
+  return pin.taskset
+    ? { command: pin.taskset, args: ['-c', coreList(pin, cores), command, ...args] }
     : { command, args };
 }
 
@@ -95,10 +117,11 @@ function tcpOpen(port: number): Promise<boolean> {
   });
 }
 
-function wrap(name: Sut['name'], proc: RunningProcess, ports: PortPair, wsPath: string): Sut {
+function wrap(name: Sut['name'], proc: RunningProcess, ports: PortPair, wsPath: string, cores: string): Sut {
   return {
     name,
     pid: proc.child.pid!,
+    cores,
     mqttPort: ports.mqtt,
     httpPort: ports.http,
     wsPath,
@@ -113,7 +136,9 @@ export interface BridgeOptions {
   /** Extra environment (INFLUX_*, BRIDGE_AUTH, REDIS_URL, ...). */
   readonly env?: Record<string, string>;
   /** Writes a V8 CPU profile (`--cpu-prof`) into this directory on exit. */
-  readonly cpuProfDir?: string;
+  readonly cpuProfDir?: string | undefined;
+  /** Cores to pin it to (default 1: core 0, as every other system). */
+  readonly cores?: Cores;
 }
 
 /**
@@ -122,7 +147,8 @@ export interface BridgeOptions {
  */
 export async function startBridgeSut(pin: Pinning, o: BridgeOptions): Promise<Sut> {
   const nodeArgs = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [];
-  const { command, args } = spawnPinned(pin, process.execPath, nodeScript('src/main', nodeArgs));
+  const cores = o.cores ?? 1;
+  const { command, args } = spawnPinned(pin, cores, process.execPath, nodeScript('src/main', nodeArgs));
   const proc = await startProcess({
     name: 'bridge',
     command,
@@ -143,11 +169,11 @@ export async function startBridgeSut(pin: Pinning, o: BridgeOptions): Promise<Su
     },
     ready: () => httpOk(`http://127.0.0.1:${o.ports.http}/healthz`),
   });
-  return wrap('bridge', proc, o.ports, '/mqtt');
+  return wrap('bridge', proc, o.ports, '/mqtt', coreList(pin, cores));
 }
 
 export async function startAedesSut(pin: Pinning, ports: PortPair): Promise<Sut> {
-  const { command, args } = spawnPinned(pin, process.execPath, [
+  const { command, args } = spawnPinned(pin, 1, process.execPath, [
     ...nodeScript('bench/plain-aedes'),
     String(ports.mqtt),
     String(ports.http),
@@ -159,7 +185,7 @@ export async function startAedesSut(pin: Pinning, ports: PortPair): Promise<Sut>
     dir: tempDir('bench-aedes'),
     ready: async () => (await tcpOpen(ports.mqtt)) && (await tcpOpen(ports.http)),
   });
-  return wrap('aedes', proc, ports, '/');
+  return wrap('aedes', proc, ports, '/', coreList(pin, 1));
 }
 
 export async function startMosquittoSut(pin: Pinning, ports: PortPair): Promise<Sut> {
@@ -181,7 +207,7 @@ listener ${ports.http}
 protocol websockets
 `,
   );
-  const { command, args } = spawnPinned(pin, bin, ['-c', conf]);
+  const { command, args } = spawnPinned(pin, 1, bin, ['-c', conf]);
   const proc = await startProcess({
     name: 'mosquitto',
     command,
@@ -189,11 +215,11 @@ protocol websockets
     dir,
     ready: async () => (await tcpOpen(ports.mqtt)) && (await tcpOpen(ports.http)),
   });
-  return wrap('mosquitto', proc, ports, '/mqtt');
+  return wrap('mosquitto', proc, ports, '/mqtt', coreList(pin, 1));
 }
 
 export async function startSocketIoSut(pin: Pinning, port: number): Promise<Sut> {
-  const { command, args } = spawnPinned(pin, process.execPath, [
+  const { command, args } = spawnPinned(pin, 1, process.execPath, [
     ...nodeScript('bench/socketio-server'),
     String(port),
   ]);
@@ -204,7 +230,7 @@ export async function startSocketIoSut(pin: Pinning, port: number): Promise<Sut>
     dir: tempDir('bench-sio'),
     ready: () => tcpOpen(port),
   });
-  return wrap('socketio', proc, { mqtt: 0, http: port }, '/socket.io/');
+  return wrap('socketio', proc, { mqtt: 0, http: port }, '/socket.io/', coreList(pin, 1));
 }
 
 /** Versions for the report: node, aedes, socket.io, ws, mosquitto, influxd. */

@@ -3,7 +3,7 @@
  * subscribed to `telemetry/+` while 100 devices publish 100 readings/s in total over MQTT/TCP.
  * Latency = device send → browser receive (the reading's seq carries the send time in µs).
  * Baseline: a Socket.IO server broadcasting the same JSON object to the same number of browsers.
- * Target: bridge p99 ≤ 50 ms.
+ * Target: bridge p99 ≤ 50 ms. CPU per delivery and peak RSS are of every bridge instance together.
  *
  * Hook for issue 9 (scale-out): `instances` > 1 with `redisUrl` starts that many bridges sharing
  * Redis; browsers are spread round-robin over them and devices connect to the first, so the
@@ -12,12 +12,19 @@
 import { rmSync } from 'node:fs';
 import { openTokenService } from '../../src/auth/tokens.js';
 import { freePort, tempDir } from '../../test/support/services.js';
-import type { BenchContext, Scenario, ScenarioOptions, ScenarioResult } from '../lib/context.js';
+import {
+  type BenchContext,
+  meteredFields,
+  profileDirFor,
+  type Scenario,
+  type ScenarioOptions,
+  type ScenarioResult,
+} from '../lib/context.js';
 import { measureFanout } from '../lib/fanout.js';
-import type { WorkerTask } from '../lib/gen-worker.js';
 import { Generator } from '../lib/generator.js';
 import { round } from '../lib/stats.js';
 import { type Sut, startBridgeSut, startSocketIoSut } from '../lib/suts.js';
+import type { WorkerTask } from '../lib/worker-protocol.js';
 
 const BROWSERS = 1000;
 const DEVICES = 100;
@@ -33,6 +40,11 @@ export interface LiveFanoutOptions extends ScenarioOptions {
    * not read, so latency covers only uncompressed ones: read the bridge's CPU per delivery.
    */
   readonly deflate?: boolean;
+  /** Also run the Socket.IO baseline (default true; not with profileDir, instances or deflate). */
+  readonly baseline?: boolean;
+  /** The row's group and system name (default `live-fanout`, `bridge` or `bridge×<instances>`). */
+  readonly group?: string;
+  readonly sutName?: string;
 }
 
 export const liveFanout: Scenario & {
@@ -41,13 +53,15 @@ export const liveFanout: Scenario & {
   name: 'live-fanout',
   description: `${BROWSERS} /live browsers, ${DEVICES} devices, ${RATE} readings/s in total`,
   async run(ctx: BenchContext, options: LiveFanoutOptions = {}): Promise<ScenarioResult[]> {
-    const seconds = options.profileDir ? 5 : ctx.quick ? 5 : 10;
+    const seconds = options.profileDir ? 5 : ctx.quick ? 3 : 10;
     const instances = options.instances ?? 1;
     if (instances > 1 && !options.redisUrl) throw new Error('live-fanout: several instances need redisUrl');
     const results: ScenarioResult[] = [];
 
     const dataDir = tempDir('bench-live');
     const bridges: Sut[] = [];
+    const group = options.group ?? 'live-fanout';
+    const name = options.sutName ?? (instances > 1 ? `bridge×${instances}` : 'bridge');
     try {
       const tokens = await openTokenService(dataDir);
       const { token } = await tokens.create({ feeds: ['telemetry/+'], ttlSeconds: 3600 });
@@ -56,7 +70,7 @@ export const liveFanout: Scenario & {
           await startBridgeSut(ctx.pin, {
             ports: { mqtt: await freePort(), http: await freePort() },
             dataDir,
-            ...(options.profileDir ? { cpuProfDir: options.profileDir } : {}),
+            cpuProfDir: profileDirFor(options, group, name),
             env: options.redisUrl ? { REDIS_URL: options.redisUrl } : {},
           }),
         );
@@ -73,12 +87,12 @@ export const liveFanout: Scenario & {
           ...(options.deflate ? { deflate: true } : {}),
         };
       });
-      const name = instances > 1 ? `bridge×${instances}` : 'bridge';
       results.push(
         await runOne(
           ctx,
+          group,
           name,
-          first,
+          bridges,
           browsers,
           {
             task: 'rate',
@@ -95,7 +109,7 @@ export const liveFanout: Scenario & {
       for (const b of bridges) await b.stop();
       rmSync(dataDir, { recursive: true, force: true });
     }
-    if (options.profileDir || instances > 1 || options.deflate) return results;
+    if (options.profileDir || instances > 1 || options.deflate || options.baseline === false) return results;
 
     const sio = await startSocketIoSut(ctx.pin, await freePort());
     try {
@@ -108,8 +122,9 @@ export const liveFanout: Scenario & {
       results.push(
         await runOne(
           ctx,
+          'live-fanout',
           'socketio',
-          sio,
+          [sio],
           browsers,
           { task: 'sio-rate', target, devices: deviceIds(), rate: RATE },
           seconds,
@@ -134,8 +149,9 @@ function deviceIds(): string[] {
 
 async function runOne(
   ctx: BenchContext,
+  group: string,
   name: string,
-  sut: Sut,
+  suts: readonly Sut[],
   browserTasks: WorkerTask[],
   deviceTask: WorkerTask,
   seconds: number,
@@ -144,27 +160,37 @@ async function runOne(
   const browsers = await Generator.spawn(browserTasks);
   const devices = await Generator.spawn([deviceTask]);
   const browserCount = browserTasks.reduce((n, t) => n + ('count' in t ? t.count : 0), 0);
-  const { sent, expected, received, drained, wallSeconds, latency, usage, generatorCpuPercent } =
-    await measureFanout(sut.pid, browsers, devices, seconds, browserCount);
+  const run = await measureFanout(
+    suts.map((s) => s.pid),
+    browsers,
+    devices,
+    seconds,
+    browserCount,
+    {
+      maxCatchUpSeconds: ctx.quick ? 10 : 15,
+      stallSeconds: 3,
+    },
+  );
+  const { sent, expected, received, drained, latency, measured } = run;
+  const m = meteredFields(measured, suts[0]!.cores, received, 'delivery');
   ctx.log(
-    `live-fanout ${name}: ${received}/${expected} delivered, p50 ${latency.p50} p99 ${latency.p99} max ${latency.max} ms, SUT CPU ${usage.cpuPercent}%, generator ${generatorCpuPercent}%`,
+    `live-fanout ${name}: ${received}/${expected} delivered, p50 ${latency.p50} p99 ${latency.p99} max ${latency.max} ms, ${m.cpuPer.micros} µs/delivery, SUT CPU ${measured.usage.cpuPercent}%, peak RSS ${measured.usage.peakRssMiB} MiB, generator ${measured.generatorCpuPercent}%`,
   );
   return {
-    group: 'live-fanout',
+    group,
     sut: name,
     baseline: 'socketio',
     primary: { name: 'p99 ms', value: latency.p99, unit: 'ms', better: 'lower' },
     params: { browsers: browserCount, devices: DEVICES, rate: RATE, seconds, instances },
-    throughput: { value: round(received / wallSeconds, 0), unit: 'messages/s' },
+    throughput: { value: run.deliveriesPerSecond, unit: 'deliveries/s' },
     latencyMs: latency,
-    sutUsage: usage,
-    generatorCpuPercent,
+    ...m,
     extra: {
       sent,
       expected,
       received,
+      deliveredFraction: expected > 0 ? round(received / expected, 4) : 0,
       allDelivered: drained,
-      sutCpuMicrosPerMessage: round((usage.cpuSeconds / Math.max(received, 1)) * 1e6, 2),
     },
   };
 }

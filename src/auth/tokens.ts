@@ -1,5 +1,5 @@
 /**
- * Browser tokens for the live channel: JWTs signed with HS256 (`jose`), carrying the feed filters the
+ * Room: auth. Browser tokens for the live channel: JWTs signed with HS256 (`jose`), carrying the feed filters the
  * holder may subscribe to and whether it may send commands.
  *
  * - The signing key is 32 random bytes, generated once in `<dataDir>/token-key` (mode 0600). Deleting
@@ -13,8 +13,8 @@ import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeJwt, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
-import { isFeedPattern, parseFeedFilter } from '../bridge/live/feeds.js';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
+import { isFeedPattern, parseFeedFilter } from '../feeds.js';
 
 const ISSUER = 'telebridge';
 const AUDIENCE = 'telebridge-live';

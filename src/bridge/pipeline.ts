@@ -1,147 +1,123 @@
 /**
- * What happens to a PUBLISH that the broker's rights check let through:
+ * Room: bridge. What happens to a PUBLISH that the broker's rights check let through (the broker's
+ * ingest port, src/broker/ingest-port.ts):
  *
- *   PUBLISH ─▶ rate limit ─▶ schema registry ──unmapped──────────────────────────────▶ relay (plain broker)
- *                                  │ mapped
- *                                  ▼
- *                           validate (contract §3) ──fail──▶ Rejection on devices/D/errors, counted,
- *                                  │ ok                      acknowledged, neither stored nor relayed
- *                                  ▼
- *                    line protocol ─▶ storage.append (durable) ─▶ acknowledge + relay ─▶ live fan-out
+ *   PUBLISH ─▶ schema registry ──unmapped──────────────────────────────────────────────▶ relay
+ *                    │ mapped
+ *                    ▼
+ *             validate (contract §3) ──fail──▶ discard, with a Rejection for devices/D/errors,
+ *                    │ ok                      counted (neither stored nor relayed)
+ *                    ▼
+ *     durable sinks (storage: spool) ─▶ relay (the PUBACK goes now) ─▶ other sinks (live fan-out)
  *
- * The broker acknowledges (PUBACK) only when `handle` resolves; a rejection makes it resolve with
- * 'discard' so the message is acknowledged but routed nowhere. When storage is full `handle`
- * rejects: the connection is closed unacknowledged and the device keeps its data.
+ * A durable sink that refuses (storage full) refuses the message: the broker closes the connection
+ * unacknowledged and the device keeps its data. The per-client publish rate is the broker's, before
+ * this (src/broker/publish-rate.ts): QoS 1/2 over it reach `handle` later, QoS 0 over it is dropped
+ * there and reported here (`dropped`).
  */
+import type { IngestPort, IngestVerdict, Reply } from '../broker/ingest-port.js';
+import { DISCARD, RELAY } from '../broker/ingest-port.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { SchemaRegistry } from '../schemas/registry.js';
+import type { ResolvedMapping, SchemaRegistry } from '../schemas/registry.js';
 import { wildcardLevel } from '../topics.js';
-import { readingToLines, statusToLine } from './line-protocol.js';
-import type { LiveChannel } from './live/types.js';
-import { TokenBucket } from './rate-limit.js';
-import type { Reading, StatusChange } from './reading.js';
-import type { Storage } from './storage.js';
+import type { Accepted, Sink } from './sink.js';
 import { type Rejected, validate } from './validate.js';
 
-export type Outcome = 'relay' | 'discard';
-
 export interface PipelineDeps {
-  readonly config: Config;
+  readonly config: Pick<Config, 'maxPayloadBytes'>;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly schemas: SchemaRegistry;
-  readonly storage: Storage | undefined;
-  /** Sends a `Rejection` to `devices/<deviceId>/errors`. */
-  readonly sendRejection: (
-    deviceId: string,
-    rejection: { seq: number; reason: string; detail: string },
-  ) => void;
-  /** Disconnects a client that keeps flooding; it may come back after the ban. */
-  readonly disconnect: (clientId: string, why: string) => void;
+  /** Where accepted messages go: the durable ones first (the PUBACK waits for them), then the others. */
+  readonly sinks: readonly Sink[];
 }
 
-/** Consecutive rate-limited messages after which a device is disconnected (and banned a while). */
-const FLOOD_DISCONNECT_AFTER = 100;
+export class Pipeline implements IngestPort {
+  private readonly durable: readonly Sink[];
+  private readonly others: readonly Sink[];
+  private readonly rejection;
 
-export class Pipeline {
-  /** Set after construction: the live channel needs the broker, the broker needs the pipeline. */
-  live: LiveChannel | undefined;
-  private readonly buckets = new Map<string, TokenBucket>();
-  private readonly floods = new Map<string, number>();
+  constructor(private readonly deps: PipelineDeps) {
+    this.durable = deps.sinks.filter((s) => s.durable);
+    this.others = deps.sinks.filter((s) => !s.durable);
+    this.rejection = deps.schemas.type('telemetry.v1.Rejection');
+  }
 
-  constructor(private readonly deps: PipelineDeps) {}
+  ingests(topic: string): boolean {
+    return this.deps.schemas.match(topic) !== undefined;
+  }
 
-  /**
-   * @param clientId the publishing client (rate limits are per client)
-   * @returns how the broker should route the message once acknowledged
-   * @throws when the message must not be acknowledged (storage full): close the connection
-   */
-  async handle(clientId: string, topic: string, payload: Buffer): Promise<Outcome> {
-    const { schemas, metrics, config } = this.deps;
-    const mapping = schemas.match(topic);
-    metrics.messages.inc({
+  handle(clientId: string, topic: string, payload: Buffer): IngestVerdict | Promise<IngestVerdict> {
+    const mapping = this.match(topic);
+    if (!mapping) return RELAY;
+    const result = validate(mapping, topic, payload, this.deps.config.maxPayloadBytes, Date.now());
+    if (!result.ok) return this.reject(deviceOf(mapping, topic, clientId), result);
+    if (result.kind === 'opaque') return RELAY;
+    return this.accept(
+      result.kind === 'telemetry'
+        ? { kind: 'telemetry', reading: result.reading }
+        : { kind: 'status', status: result.status },
+    );
+  }
+
+  dropped(clientId: string, topic: string, detail: string): Reply | undefined {
+    const mapping = this.match(topic);
+    const deviceId = mapping ? deviceOf(mapping, topic, clientId) : clientId;
+    // Never decoded: no seq, no samples, outside the loss ledger (nothing was taken responsibility for).
+    const verdict = this.reject(deviceId, { ok: false, reason: 'rate_limited', detail, seq: 0, samples: 0 });
+    return verdict.route === 'discard' ? verdict.reply : undefined;
+  }
+
+  /** The topic's schema mapping, counting the message by its kind. */
+  private match(topic: string): ResolvedMapping | undefined {
+    const mapping = this.deps.schemas.match(topic);
+    this.deps.metrics.messages.inc({
       topic_kind: mapping?.kind === 'telemetry' || mapping?.kind === 'status' ? mapping.kind : 'other',
     });
-    if (!mapping) return 'relay';
-    const deviceId = wildcardLevel(mapping.filter, topic) ?? clientId;
-    if (!this.allow(clientId)) {
-      this.reject(deviceId, {
-        ok: false,
-        reason: 'rate_limited',
-        detail: `over ${config.limits.deviceRate} messages/s`,
-        seq: 0,
-        samples: 0,
-      });
-      return 'discard';
-    }
-    const result = validate(mapping, topic, payload, config.maxPayloadBytes, Date.now());
-    if (!result.ok) {
-      this.reject(deviceId, result);
-      return 'discard';
-    }
-    if (result.kind === 'telemetry')
-      await this.accept(readingToLines(result.reading), result.reading, undefined);
-    else if (result.kind === 'status')
-      await this.accept([statusToLine(result.status)], undefined, result.status);
-    return 'relay';
+    return mapping;
   }
 
-  /** Stores lines the bridge itself produces (its health figures) through the same ledger. */
-  async store(lines: readonly string[]): Promise<void> {
-    await this.accept(lines, undefined, undefined);
+  private accept(message: Accepted): IngestVerdict | Promise<IngestVerdict> {
+    if (this.durable.length === 0) {
+      this.deliver(message);
+      return RELAY;
+    }
+    const safe =
+      this.durable.length === 1
+        ? this.durable[0]!.accept(message)
+        : Promise.all(this.durable.map((s) => s.accept(message)));
+    return Promise.resolve(safe).then(() => {
+      this.deliver(message);
+      return RELAY;
+    });
   }
 
-  /** Forget per-client state when a client goes. */
-  forget(clientId: string): void {
-    this.buckets.delete(clientId);
-    this.floods.delete(clientId);
+  /** Non-durable sinks, once the message is safe. */
+  private deliver(message: Accepted): void {
+    for (const sink of this.others) {
+      try {
+        sink.accept(message);
+      } catch (err) {
+        this.deps.log.error({ err }, 'a sink failed to take an accepted message');
+      }
+    }
   }
 
-  private async accept(
-    lines: readonly string[],
-    reading: Reading | undefined,
-    status: StatusChange | undefined,
-  ) {
-    const { storage, metrics } = this.deps;
-    if (storage) {
-      await storage.append(lines);
-      metrics.samplesReceived.inc(lines.length);
-    }
-    if (reading) this.live?.publishTelemetry(reading);
-    if (status) this.live?.publishStatus(status);
-  }
-
-  private allow(clientId: string): boolean {
-    const { deviceRate, deviceBurst } = this.deps.config.limits;
-    if (deviceRate === 0) return true;
-    let bucket = this.buckets.get(clientId);
-    if (!bucket) {
-      bucket = new TokenBucket(deviceRate, deviceBurst);
-      this.buckets.set(clientId, bucket);
-    }
-    if (bucket.take()) {
-      this.floods.delete(clientId);
-      return true;
-    }
-    const floods = (this.floods.get(clientId) ?? 0) + 1;
-    this.floods.set(clientId, floods);
-    if (floods >= FLOOD_DISCONNECT_AFTER) {
-      this.floods.delete(clientId);
-      this.deps.disconnect(clientId, `flooding: ${floods} messages over the rate limit in a row`);
-    }
-    return false;
-  }
-
-  private reject(deviceId: string, r: Rejected): void {
+  private reject(deviceId: string, r: Rejected): IngestVerdict {
     const { metrics, log } = this.deps;
     metrics.rejected.inc({ reason: r.reason });
-    if (this.deps.storage && r.samples > 0) {
-      metrics.samplesReceived.inc(r.samples);
-      metrics.samplesRejected.inc(r.samples);
-    }
+    if (r.samples > 0) for (const sink of this.deps.sinks) sink.rejected?.(r.samples);
     log.debug({ deviceId, reason: r.reason, detail: r.detail, seq: r.seq }, 'message rejected');
-    this.deps.sendRejection(deviceId, { seq: r.seq, reason: r.reason, detail: r.detail });
+    const payload = this.rejection.encode({ seq: r.seq, reason: r.reason, detail: r.detail }).finish();
+    return deviceId
+      ? { route: 'discard', reply: { topic: `devices/${deviceId}/errors`, payload: Buffer.from(payload) } }
+      : DISCARD;
   }
+}
+
+/** The device a message is about: the topic's `+` level, else the publishing client. */
+function deviceOf(mapping: ResolvedMapping, topic: string, clientId: string): string {
+  return wildcardLevel(mapping.filter, topic) ?? clientId;
 }

@@ -1,5 +1,5 @@
 /**
- * What validation hands on: an accepted reading or status change, in plain numbers and strings
+ * Room: bridge. What validation hands on: an accepted reading or status change, in plain numbers and strings
  * (no Long, no protobuf objects), so every destination encodes it once in its own format.
  */
 

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { BUILTIN_SCHEMAS } from '../config.js';
+import { REJECT_REASONS } from '../errors.js';
 import { loadSchemas } from '../schemas/registry.js';
-import { REJECT_REASONS, validate } from './validate.js';
+import { validate } from './validate.js';
 
 const schemas = loadSchemas(BUILTIN_SCHEMAS);
 const telemetry = schemas.match('devices/d1/telemetry')!;

@@ -1,26 +1,12 @@
 /**
- * Decode and check one mapped MQTT payload (contract §3), in the contract's order: size, decode,
+ * Room: bridge. Decode and check one mapped MQTT payload (contract §3), in the contract's order: size, decode,
  * device id, sample count, value and label counts, names, label values, finite values, time.
  * The first failing check names the rejection reason.
  */
+import type { RejectReason } from '../errors.js';
 import type { ResolvedMapping } from '../schemas/registry.js';
 import { wildcardLevel } from '../topics.js';
 import type { DeviceState, Reading, Sample, StatusChange } from './reading.js';
-
-export const REJECT_REASONS = [
-  'too_large',
-  'decode_error',
-  'device_mismatch',
-  'bad_time',
-  'bad_name',
-  'bad_value',
-  'too_many_samples',
-  'too_many_values',
-  'too_many_labels',
-  'rate_limited',
-] as const;
-
-export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export const LIMITS = {
   maxSamples: 1000,

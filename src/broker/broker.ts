@@ -1,27 +1,51 @@
 /**
- * Aedes with telebridge's policy in its hooks. The broker owns no socket: listeners hand it guarded
- * streams (`handle`). Authentication, topic rights and the pipeline run in Aedes's hooks; a message
- * the pipeline rejects is acknowledged and then routed to a topic nobody can receive.
+ * Room: broker. Aedes with telebridge's policy in its hooks: an adapter between MQTT connections and
+ * the ingest port it is given (ingest-port.ts); it imports nothing from the bridge. The broker owns no
+ * socket: listeners hand it guarded streams (`handle`, `handleSocket`).
+ *
+ *   CONNECT ─▶ connect-check (CONNACK 2) ─▶ login (registry, certificate, throttle; CONNACK 3/4/5)
+ *   PUBLISH ─▶ topic rights ─▶ publish rate (QoS 1/2 slowed, QoS 0 dropped) ─▶ ingest.handle
+ *                                                                               │ verdict
+ *             PUBACK after the verdict ◀── relay to subscribers | discard (+ reply) | refuse (close)
+ *   SUBSCRIBE ─▶ rights (SUBACK 0x80) ─▶ delivery wrappers (max QoS, slow subscribers)
+ *
+ * Others use it through `publish` (rejections, commands) and `disconnect`.
  */
 
+import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client, type Connection } from 'aedes';
-import type { Pipeline } from '../bridge/pipeline.js';
+import {
+  Aedes,
+  type AedesPublishPacket,
+  type AuthenticateError,
+  type Client,
+  type Connection,
+  type PublishPacket,
+} from 'aedes';
+import { Acl } from '../auth/acl-file.js';
+import { LoginThrottle } from '../auth/login-throttle.js';
+import type { Identity, Registry } from '../auth/registry.js';
+import { canPublish, canSubscribe } from '../auth/rights.js';
 import type { Config } from '../config.js';
+import { CONNACK, type ConnackCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { SchemaRegistry } from '../schemas/registry.js';
+import { checkAedesInternals, refreshKeepalive } from './aedes-internals.js';
+import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { deliverAtMaxQos } from './conformance.js';
-import { GuardedStream, type GuardOptions, guardSocket, type OutboundSink } from './guard.js';
-import { LoginThrottle } from './login-throttle.js';
-import type { Identity, Registry } from './registry.js';
-import { canPublish, canSubscribe } from './rights.js';
+import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
+import {
+  GuardedStream,
+  type GuardOptions,
+  guardSocket,
+  type OutboundSink,
+  type PausableSource,
+} from './guard.js';
+import type { IngestPort, IngestVerdict } from './ingest-port.js';
+import { PublishPace } from './publish-rate.js';
 import { releaseDeliveries } from './slow-subscriber.js';
-
-/** Where rejected messages go after their PUBACK: a `$` topic no filter of a client can reach. */
-export const DISCARD_TOPIC = '$telebridge/discarded';
 
 export type ListenerName = 'tcp' | 'tls' | 'ws';
 
@@ -30,45 +54,146 @@ export interface BrokerDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly registry: Registry;
-  readonly schemas: SchemaRegistry;
-  readonly pipeline: () => Pipeline;
+  /** Where every PUBLISH a client's rights allow goes (the bridge's pipeline). */
+  readonly ingest: IngestPort;
   /** Cluster mode (REDIS_URL): Aedes's relay and session store on Redis (cluster.ts). Default: in memory. */
   readonly cluster?: { readonly mq: unknown; readonly persistence: unknown };
 }
 
 export interface Broker {
+  /** Aedes, for its public events ('client', 'clientDisconnect', 'publish', …). */
   readonly aedes: Aedes;
-  /** Wraps a client stream in the packet guard and hands it to Aedes (MQTT over WebSocket). */
-  handle(stream: Connection, sink: OutboundSink, listener: ListenerName, req?: IncomingMessage): void;
+  /**
+   * Wraps a client stream in the packet guard and hands it to Aedes (MQTT over WebSocket); `source`
+   * is paused with it when the stream does not stop reading by itself (guard.ts).
+   */
+  handle(
+    stream: Connection,
+    sink: OutboundSink,
+    listener: ListenerName,
+    req?: IncomingMessage,
+    source?: PausableSource,
+  ): void;
   /** Guards a TCP or TLS socket in place and hands the socket itself to Aedes (`guardSocket`). */
   handleSocket(socket: Socket, listener: Extract<ListenerName, 'tcp' | 'tls'>): void;
   /** Publishes from the bridge itself (rejections, commands). */
   publish(topic: string, payload: Buffer, qos: 0 | 1): void;
-  disconnect(clientId: string, why: string): void;
+  /** The connected client with this id, if any. */
+  client(clientId: string): Client | undefined;
+  /** Closes a client's connection (e.g. a removed device); false when it is not connected here. */
+  disconnect(clientId: string, why: string): boolean;
   close(): Promise<void>;
 }
-
-/** Longest client id, characters (Aedes's `maxClientsIdLength` only applies to MQTT 3.1). */
-const MAX_CLIENT_ID_LENGTH = 128;
 
 /** Milliseconds a flooding client is refused after being disconnected. */
 const FLOOD_BAN_MS = 30_000;
 
-function authError(message: string, returnCode: number): AuthenticateError {
+function authError(message: string, returnCode: ConnackCode): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
 export async function createBroker(deps: BrokerDeps): Promise<Broker> {
-  const { config, log, metrics, registry } = deps;
+  const { config, log, metrics, registry, ingest } = deps;
   const identities = new WeakMap<Client, Identity>();
-  const refusedClientId = new WeakSet<Client>();
+  const refused = new WeakMap<Client, ConnectRefusal>();
+  /** Will topics from CONNECT (preConnect's packet), checked against the rights once the client is known. */
+  const wills = new WeakMap<Client, string>();
   const addresses = new WeakMap<Client, string>();
-  /** The will topic of each CONNECT, from the packet (Aedes keeps it only in a private field). */
-  const willTopics = new WeakMap<Client, string>();
+  const connected = new Map<string, Client>();
   /** Clients whose delivery functions are wrapped (done at their first SUBSCRIBE, see `wrapDeliveries`). */
   const subscribers = new WeakSet<Client>();
   const banned = new Map<string, number>();
   const throttle = new LoginThrottle();
+  /** BRIDGE_ACL_FILE: the rights of anonymous clients (config allows it only with BRIDGE_AUTH=off). */
+  const anonymous = config.acl ? new Acl(config.acl.rules) : undefined;
+  /** Per connection, made at its first rate-limited PUBLISH (an idle device carries none). */
+  const paces = new WeakMap<Client, PublishPace>();
+  const { deviceRate, deviceBurst } = config.limits;
+
+  /** CONNACK 5 for a will on a topic the client may not publish to. */
+  const willRefusal = (client: Client, identity: Identity | undefined): AuthenticateError | undefined => {
+    const will = wills.get(client);
+    if (will === undefined || canPublish(identity, will, anonymous)) return undefined;
+    return authError(`will topic '${will}' is not allowed`, CONNACK.notAuthorized);
+  };
+
+  /** Routes an acknowledged message as its verdict says; publishes the verdict's reply. */
+  const route = (packet: PublishPacket, verdict: IngestVerdict) => {
+    // A client's publish to the broker's own `$` topics is acknowledged and dropped, as Mosquitto does.
+    if (verdict.route === 'discard' || isBrokerTopic(packet.topic)) {
+      packet.topic = DISCARD_TOPIC;
+      packet.retain = false;
+    }
+    if (verdict.route === 'discard' && verdict.reply) publish(verdict.reply.topic, verdict.reply.payload, 1);
+  };
+
+  /** Hands a PUBLISH to the ingest port; the callback (so the PUBACK) waits for its verdict. */
+  const ingestPublish = (
+    client: Client | null,
+    packet: PublishPacket,
+    callback: (err?: Error | null) => void,
+  ) => {
+    let verdict: IngestVerdict | Promise<IngestVerdict>;
+    try {
+      verdict = ingest.handle(client?.id ?? '', packet.topic, packet.payload as Buffer);
+    } catch (err) {
+      return callback(err as Error);
+    }
+    if ('then' in verdict) {
+      verdict.then((v) => {
+        route(packet, v);
+        callback(null);
+      }, callback);
+    } else {
+      route(packet, verdict);
+      callback(null);
+    }
+  };
+
+  /**
+   * The per-client publish rate (contract §3, publish-rate.ts): QoS 1/2 go on to the ingest when their
+   * token is due, the connection held meanwhile; QoS 0 over the rate is acknowledged as far as QoS 0
+   * goes, routed nowhere and reported (`rate_limited`), and a flood of it is cut off and banned.
+   */
+  function limitRate(client: Client, packet: PublishPacket, callback: (err?: Error | null) => void): void {
+    let pace = paces.get(client);
+    if (!pace) {
+      pace = new PublishPace(deviceRate, deviceBurst, client.conn);
+      paces.set(client, pace);
+    }
+    if (packet.qos === 0) {
+      const admission = pace.admit();
+      if (admission === 'pass') {
+        ingestPublish(client, packet, callback);
+        return;
+      }
+      const reply = ingest.dropped(client.id, packet.topic, `over ${deviceRate} messages/s`);
+      route(packet, { route: 'discard', reply });
+      callback(null);
+      if (admission === 'flood') {
+        // It may come back after the ban; until then CONNACK 3.
+        banned.set(client.id, Date.now() + FLOOD_BAN_MS);
+        log.warn({ clientId: client.id }, 'client disconnected: flooding QoS 0 over the rate limit');
+        client.close();
+      }
+      return;
+    }
+    const held = pace;
+    const paced = pace.pace(() => {
+      if (client.closed) {
+        held.close();
+        return;
+      }
+      refreshKeepalive(client);
+      ingestPublish(client, packet, callback);
+    });
+    if (paced === 'waits') metrics.publishesDelayed.inc();
+    else if (paced === 'overflow') {
+      log.warn({ clientId: client.id, waiting: held.backlog }, 'rate limit: too many messages waiting');
+      // Closes the connection: nothing of it was acknowledged, the device sends it again.
+      callback(new Error('too many messages waiting for the rate limit'));
+    }
+  }
 
   const aedes = await Aedes.createBroker({
     ...(deps.cluster ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence } : {}),
@@ -76,29 +201,35 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     // A subscriber that stops reading is dropped within seconds instead of stalling delivery.
     drainTimeout: config.limits.drainTimeoutMs,
     connectTimeout: config.limits.connectTimeoutMs,
-    keepaliveLimit: config.limits.keepaliveLimitS,
+    // No limit in Aedes: it would answer with the reserved code 6 (connect-check.ts applies it).
+    keepaliveLimit: 0,
     maxClientsIdLength: MAX_CLIENT_ID_LENGTH,
     maxTopicLevels: 32,
     heartbeatInterval: 60_000,
 
     preConnect(client, packet, callback) {
-      // [MQTT-3.1.3-8] a zero-byte client id with CleanSession 0 gets CONNACK 2; Aedes would invent one.
-      if (!packet.clientId && !packet.clean) refusedClientId.add(client);
-      // [MQTT-3.1.3-5] servers may refuse long client ids: CONNACK 2 like Aedes does for 3.1.
-      if (packet.clientId && packet.clientId.length > MAX_CLIENT_ID_LENGTH) refusedClientId.add(client);
-      if (packet.will) willTopics.set(client, packet.will.topic);
+      const refusal = connectRefusal(packet, config.limits.keepaliveLimitS);
+      if (refusal) refused.set(client, refusal);
+      if (packet.will) wills.set(client, packet.will.topic);
       callback(null, true);
     },
 
     authenticate(client, username, password, done) {
-      if (refusedClientId.has(client))
-        return done(authError('client id refused: empty with clean session 0, or too long', 2), false);
+      const refusal = refused.get(client);
+      if (refusal) {
+        if (refusal.log) log.warn({ clientId: client.id }, refusal.message);
+        return done(authError(refusal.message, refusal.returnCode), false);
+      }
       const bannedUntil = banned.get(client.id);
       if (bannedUntil !== undefined) {
-        if (bannedUntil > Date.now()) return done(authError('temporarily refused after flooding', 3), false);
+        if (bannedUntil > Date.now())
+          return done(authError('temporarily refused after flooding', CONNACK.serverUnavailable), false);
         banned.delete(client.id);
       }
-      if (!config.auth) return done(null, true);
+      if (!config.auth) {
+        const willRefused = willRefusal(client, undefined);
+        return willRefused ? done(willRefused, false) : done(null, true);
+      }
       const address = addresses.get(client) ?? 'unknown';
       const certificateName = verifiedCertificateName(client);
       const attempt = async (): Promise<Identity | undefined> => {
@@ -115,24 +246,27 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       throttle
         .run(address, attempt)
         .then((result) => {
-          if (result.busy) return done(authError('too many logins from this address; retry later', 3), false);
+          if (result.busy)
+            return done(
+              authError('too many logins from this address; retry later', CONNACK.serverUnavailable),
+              false,
+            );
           const { identity } = result;
-          if (!identity) return done(authError('bad user name or password', 4), false);
+          if (!identity) return done(authError('bad user name or password', CONNACK.badCredentials), false);
           if (identity.kind === 'device' && client.id !== identity.id) {
-            return done(authError(`client id must be the device id '${identity.id}'`, 2), false);
+            return done(
+              authError(`client id must be the device id '${identity.id}'`, CONNACK.identifierRejected),
+              false,
+            );
           }
-          // A will is refused here, not when it is published: another instance publishes the stored
-          // will of a client whose instance died (cluster mode) with no client to check.
-          const willTopic = willTopics.get(client);
-          if (willTopic !== undefined && !canPublish(identity, willTopic)) {
-            return done(authError(`will topic '${willTopic}' is not allowed`, 5), false);
-          }
+          const willRefused = willRefusal(client, identity);
+          if (willRefused) return done(willRefused, false);
           identities.set(client, identity);
           done(null, true);
         })
         .catch((err: Error) => {
           log.error({ err, clientId: client.id }, 'authentication failed with an error');
-          done(authError('server unavailable', 3), false);
+          done(authError('server unavailable', CONNACK.serverUnavailable), false);
         });
     },
 
@@ -140,47 +274,49 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       // Aedes publishes wills of clients that are gone with client = null; their rights were
       // checked at CONNECT.
       const identity = client ? identities.get(client) : undefined;
-      if (client && config.auth && !canPublish(identity, packet.topic)) {
+      if (client && !canPublish(identity, packet.topic, anonymous)) {
         // [MQTT-3.3.5-2] a publish the server does not allow: MQTT 3.1.1 has no negative PUBACK,
         // so the connection is closed.
         return callback(new Error(`not authorized to publish to '${packet.topic}'`));
       }
-      if (packet.topic.startsWith('$')) return callback(new Error('publishing to $ topics is not allowed'));
-      deps
-        .pipeline()
-        .handle(client?.id ?? '', packet.topic, packet.payload as Buffer)
-        .then((outcome) => {
-          if (outcome === 'discard') {
-            packet.topic = DISCARD_TOPIC;
-            packet.retain = false;
-          }
-          callback(null);
-        }, callback);
+      // The rate counts what the bridge ingests, as the client sends it. A will is published as its
+      // client closes (`client.closed`): never held back, never dropped.
+      if (!client || client.closed || deviceRate === 0 || !ingest.ingests(packet.topic))
+        return ingestPublish(client, packet, callback);
+      limitRate(client, packet, callback);
     },
 
     authorizeSubscribe(client, subscription, callback) {
       wrapDeliveries(client);
       const identity = identities.get(client);
-      if (
-        subscription.topic.startsWith('$telebridge') ||
-        (config.auth && !canSubscribe(identity, subscription.topic))
-      ) {
+      if (isHiddenFilter(subscription.topic) || !canSubscribe(identity, subscription.topic, anonymous)) {
         return callback(null, null); // SUBACK 0x80
       }
       callback(null, subscription);
     },
 
     authorizeForward(_client, packet: AedesPublishPacket) {
-      return packet.topic === DISCARD_TOPIC ? null : packet;
+      if (packet.topic === DISCARD_TOPIC) return null;
+      // A granted wildcard subscription may still cover topics the ACL denies reading.
+      return anonymous && !anonymous.canRead(packet.topic) ? null : packet;
     },
   });
+  checkAedesInternals(aedes);
 
-  aedes.on('clientDisconnect', (client) => deps.pipeline().forget(client.id));
+  aedes.on('client', (client) => connected.set(client.id, client));
+  aedes.on('clientDisconnect', (client) => {
+    if (connected.get(client.id) === client) connected.delete(client.id);
+    paces.get(client)?.close();
+  });
   aedes.on('clientError', (client, err) =>
     log.debug({ clientId: client.id, err: err.message }, 'client error'),
   );
   aedes.on('connectionError', (client, err) =>
     log.debug({ clientId: client?.id, err: err.message }, 'connection error'),
+  );
+  // A session-store failure (cluster mode) is emitted on the broker; unheard, it would end the process.
+  (aedes as EventEmitter).on('error', (err: Error) =>
+    log.error({ err: err.message }, 'mqtt session store error'),
   );
 
   /**
@@ -213,11 +349,20 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   }
 
   const noop = () => {};
+  function publish(topic: string, payload: Buffer, qos: 0 | 1): void {
+    aedes.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, noop);
+  }
+
   return {
     aedes,
-    handle(stream, sink, listener, req) {
+    handle(stream, sink, listener, req, source) {
       metrics.connections.inc({ listener });
-      const guarded = new GuardedStream(stream as GuardedStream['inner'], sink, guardOptions[listener]);
+      const guarded = new GuardedStream(
+        stream as GuardedStream['inner'],
+        sink,
+        guardOptions[listener],
+        source,
+      );
       // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection.
       guarded.on('close', connectionClosed[listener]);
       // Not `req`: Aedes would keep the upgrade request (headers and all, ~1 KiB) for the connection's
@@ -234,13 +379,14 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       const client = aedes.handle(guardSocket(socket, guardOptions[listener]) as Connection);
       if (config.auth && socket.remoteAddress) addresses.set(client, socket.remoteAddress);
     },
-    publish(topic, payload, qos) {
-      aedes.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, noop);
-    },
+    publish,
+    client: (clientId) => connected.get(clientId),
     disconnect(clientId, why) {
-      banned.set(clientId, Date.now() + FLOOD_BAN_MS);
+      const client = connected.get(clientId);
+      if (!client) return false;
       log.warn({ clientId, why }, 'client disconnected');
-      (aedes as unknown as { clients: Record<string, Client> }).clients[clientId]?.close();
+      client.close();
+      return true;
     },
     close: () => new Promise<void>((resolve) => aedes.close(() => resolve())),
   };
@@ -248,9 +394,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
 
 /** The CN of a client certificate verified against BRIDGE_TLS_CA, if any. */
 function verifiedCertificateName(client: Client): string | undefined {
-  const conn = (client as unknown as { conn?: { inner?: unknown } }).conn;
+  const conn: unknown = client.conn;
   // TLS sockets are handed to Aedes themselves (`handleSocket`); other streams wrap theirs.
-  const socket = conn instanceof TLSSocket ? conn : conn?.inner;
+  const socket = conn instanceof TLSSocket ? conn : conn instanceof GuardedStream ? conn.inner : undefined;
   if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
   const cn = socket.getPeerCertificate().subject?.CN;
   return typeof cn === 'string' ? cn : undefined;

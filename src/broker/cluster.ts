@@ -1,5 +1,5 @@
 /**
- * Cluster mode for Aedes (REDIS_URL): the message relay between instances (`mq`, mqemitter-redis:
+ * Room: broker. Cluster mode for Aedes (REDIS_URL): the message relay between instances (`mq`, mqemitter-redis:
  * Redis pub/sub) and the MQTT session store (`persistence`, aedes-persistence-redis: subscriptions of
  * persistent sessions, retained messages, QoS 1 queues of offline persistent sessions, wills), shared
  * by every instance.
@@ -24,44 +24,30 @@
  * storage never does — the pipeline spools before Aedes touches the session store.
  */
 import { createRequire } from 'node:module';
-import { Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import type { RedisHealth } from '../redis.js';
+import {
+  checkRelayInternals,
+  closeRelayNow,
+  emitLocally,
+  type MqEmitter,
+  onRelayError,
+  relayClosed,
+  retainedStreamsAsReadable,
+} from './aedes-internals.js';
+
+export type { MqEmitter } from './aedes-internals.js';
 
 const require = createRequire(import.meta.url);
 
 /** Reconnect attempts a queued session-store command waits through before it fails. */
 export const PERSISTENCE_RETRIES = 3;
 
-/** What Aedes needs from the relay (mqemitter's interface, as far as Aedes uses it). */
-export interface MqEmitter {
-  on(topic: string, listener: (packet: unknown, done: () => void) => void, done?: () => void): unknown;
-  removeListener(
-    topic: string,
-    listener: (packet: unknown, done: () => void) => void,
-    done?: () => void,
-  ): unknown;
-  emit(packet: { topic: string }, done?: (err?: Error) => void): void;
-  close(done: () => void): void;
-}
-
-interface MqEmitterRedisInstance extends MqEmitter {
-  /** MQEmitter's own emit: delivers to this process's listeners only. */
-  _emit(packet: { topic: string }, done?: (err?: Error) => void): void;
-  _close(done: () => void): void;
-  closed?: boolean;
-  state: { on(event: 'error', listener: (err: Error) => void): void };
-}
-
-type MqEmitterRedisFactory = (opts: Record<string, unknown>) => MqEmitterRedisInstance;
-type AsyncPersistenceClass = new (opts: Record<string, unknown>) => AedesPersistence;
-
-interface AedesPersistence {
-  setup(broker: unknown): Promise<void>;
-  createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown>;
-  createRetainedStream(pattern: string): AsyncIterable<unknown>;
-}
+type MqEmitterFactory = (opts: Record<string, unknown>) => MqEmitter;
+type AsyncPersistenceClass = new (
+  opts: Record<string, unknown>,
+) => Parameters<typeof retainedStreamsAsReadable>[0];
 
 export interface AedesCluster {
   /** For `Aedes.createBroker({ mq, persistence })`. */
@@ -85,18 +71,17 @@ export async function openAedesCluster(url: string, health: RedisHealth, log: Lo
   const subConn = await health.connect(url, 'mqtt-relay-sub', { autoResubscribe: true });
   const db = await health.connect(url, 'mqtt-sessions', { maxRetriesPerRequest: PERSISTENCE_RETRIES });
 
-  const createMq = require('mqemitter-redis') as MqEmitterRedisFactory;
+  const createMq = require('mqemitter-redis') as MqEmitterFactory;
   const inner = createMq({ pubConn, subConn, matchEmptyLevels: true });
-  inner.state.on('error', (err) => log.debug({ err: err.message }, 'mqtt relay: redis error'));
+  checkRelayInternals(inner);
+  onRelayError(inner, (err) => log.debug({ err: err.message }, 'mqtt relay: redis error'));
   const mq = new LocalFallbackMq(inner, pubConn, log);
 
   const AsyncRedisPersistence =
     require('aedes-persistence-redis/asyncPersistence.js') as AsyncPersistenceClass;
   const persistence = new AsyncRedisPersistence({ conn: db });
   // Aedes 1.2 pipes retained messages (`stream.pipe`); this version yields an async generator.
-  const combi = persistence.createRetainedStreamCombi.bind(persistence);
-  persistence.createRetainedStreamCombi = (patterns) => Readable.from(combi(patterns));
-  persistence.createRetainedStream = (pattern) => Readable.from(combi([pattern]));
+  retainedStreamsAsReadable(persistence);
 
   return {
     mq,
@@ -117,7 +102,7 @@ class LocalFallbackMq implements MqEmitter {
   private fallbacks = 0;
 
   constructor(
-    private readonly inner: MqEmitterRedisInstance,
+    private readonly inner: MqEmitter,
     private readonly pubConn: Redis,
     private readonly log: Logger,
   ) {}
@@ -135,31 +120,25 @@ class LocalFallbackMq implements MqEmitter {
   }
 
   emit(packet: { topic: string }, done?: (err?: Error) => void): void {
-    if (this.pubConn.status !== 'ready' && !this.inner.closed) {
+    if (this.pubConn.status !== 'ready' && !relayClosed(this.inner)) {
       this.local(packet, done);
       return;
     }
     this.inner.emit(packet, (err) => {
-      if (err && !this.inner.closed)
+      if (err && !relayClosed(this.inner))
         this.local(packet, done); // lost the connection in between
       else done?.(err);
     });
   }
 
   close(done: () => void): void {
-    // mqemitter-redis's close() sends QUIT and waits for both connections to end, which never
-    // happens while Redis is away (and leaves QUIT's promise unhandled): drop the connections and
-    // close the local emitter.
-    (this.inner as unknown as { closing: boolean }).closing = true;
-    this.pubConn.disconnect();
-    (this.inner as unknown as { subConn: Redis }).subConn.disconnect();
-    this.inner._close(done);
+    closeRelayNow(this.inner, this.pubConn, done);
   }
 
   private local(packet: { topic: string }, done?: (err?: Error) => void): void {
     if (this.fallbacks++ % 10_000 === 0) {
       this.log.debug({ topic: packet.topic }, 'mqtt relay: redis down, delivering locally only');
     }
-    this.inner._emit(packet, done);
+    emitLocally(this.inner, packet, done);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * MQTT 3.1.1 rules that Aedes 1.2 does not enforce, kept apart from policy.
+ * Room: broker. MQTT 3.1.1 rules that Aedes 1.2 does not enforce, kept apart from policy.
  *
  * 1. UTF-8 strings (§1.5.3). mqtt-packet decodes strings with `Buffer#toString('utf8')`, which turns
  *    ill-formed bytes into U+FFFD, so after decoding nobody can tell a broken topic from a real
@@ -11,13 +11,20 @@
  *    through whichever matching subscription its router calls first, and caps the QoS at that of a
  *    subscription whose filter equals the topic. `deliverAtMaxQos` makes the one copy it delivers
  *    carry the highest QoS of all the client's matching subscriptions (never above the PUBLISH's).
+ * 3. `$` topics (§4.7.2). Aedes's router keeps `$` topics from filters that start with a wildcard,
+ *    but its retained store does not: `deliverAtMaxQos` drops a retained `$` message that none of
+ *    the client's filters matches under [MQTT-4.7.2-1].
  */
 import { isUtf8 } from 'node:buffer';
 import type { Client } from 'aedes';
+import { ERROR_CODES, TelebridgeError } from '../errors.js';
 import { topicMatches } from '../topics.js';
+import { type Deliver, replaceDeliveries, subscriptionsOf } from './aedes-internals.js';
 
-export class MalformedStringError extends Error {
-  readonly code = 'E_MALFORMED_UTF8';
+export class MalformedStringError extends TelebridgeError {
+  constructor(message: string) {
+    super(ERROR_CODES.malformedUtf8, message);
+  }
 }
 
 /** What the inspector does next with body bytes. */
@@ -154,21 +161,10 @@ export class Utf8FieldInspector {
   }
 }
 
-/** The shape of Aedes's per-client delivery functions and subscriptions (internal to Aedes 1.2). */
-type Deliver = (packet: { topic: string; qos: number }, cb: () => void) => void;
-interface AedesSubscription {
-  qos: number;
-}
-interface AedesClientInternals {
-  deliver0: Deliver;
-  deliverQoS: Deliver;
-  subscriptions: Record<string, AedesSubscription>;
-}
+/** QoS granted at SUBSCRIBE, by subscription record: the `qos` field of an exact filter is raised below. */
+const grantedQos = new WeakMap<{ qos: number }, number>();
 
-/** QoS granted at SUBSCRIBE, by subscription object: the `qos` field of an exact filter is raised below. */
-const grantedQos = new WeakMap<AedesSubscription, number>();
-
-function granted(sub: AedesSubscription): number {
+function granted(sub: { qos: number }): number {
   let qos = grantedQos.get(sub);
   if (qos === undefined) {
     qos = sub.qos;
@@ -179,31 +175,35 @@ function granted(sub: AedesSubscription): number {
 
 /**
  * Makes a client's one delivered copy of a message carry the highest QoS of its matching
- * subscriptions. Install before the client's first subscription (the broker's `preConnect`):
- * Aedes binds a subscription to `client.deliver0` or `client.deliverQoS` when it is made.
+ * subscriptions. Install before the client's first subscription: Aedes binds a subscription to the
+ * client's QoS 0 or QoS 1/2 delivery function when it is made.
  */
 export function deliverAtMaxQos(client: Client): void {
-  const c = client as unknown as AedesClientInternals;
-  const deliver0 = c.deliver0;
-  const deliverQoS = c.deliverQoS;
-  const deliver: Deliver = (packet, cb) => {
-    let max = -1;
-    for (const filter in c.subscriptions) {
-      const sub = c.subscriptions[filter]!;
-      if (topicMatches(filter, packet.topic)) max = Math.max(max, granted(sub));
-    }
-    // Not through a subscription (Aedes's `client.publish`): as Aedes would.
-    if (max < 0) return packet.qos === 0 ? deliver0(packet, cb) : deliverQoS(packet, cb);
-    // [MQTT-3.3.5-1] deliver respecting the maximum QoS of all matching subscriptions, never
-    // above the QoS the message was published with.
-    const qos = Math.min(packet.qos, max);
-    // Aedes caps the QoS at the subscription whose filter equals the topic: that cap must be the
-    // maximum too. Its granted QoS is remembered in `grantedQos`.
-    const exact = c.subscriptions[packet.topic];
-    if (exact) exact.qos = max;
-    if (qos === 0) return deliver0(packet, cb);
-    deliverQoS(qos === packet.qos ? packet : { ...packet, qos }, cb);
-  };
-  c.deliver0 = deliver;
-  c.deliverQoS = deliver;
+  replaceDeliveries(client, ({ deliver0, deliverQoS }) => {
+    const subscriptions = subscriptionsOf(client);
+    const deliver: Deliver = (packet, cb) => {
+      let max = -1;
+      for (const filter in subscriptions) {
+        const sub = subscriptions[filter]!;
+        if (topicMatches(filter, packet.topic)) max = Math.max(max, granted(sub));
+      }
+      if (max < 0) {
+        // [MQTT-4.7.2-1] a retained `$` message that Aedes's retained store matched against a filter
+        // starting with a wildcard (its router already skips live ones).
+        if (packet.topic.charCodeAt(0) === 36) return cb(); // '$'
+        // Not through a subscription (Aedes's `client.publish`): as Aedes would.
+        return packet.qos === 0 ? deliver0(packet, cb) : deliverQoS(packet, cb);
+      }
+      // [MQTT-3.3.5-1] deliver respecting the maximum QoS of all matching subscriptions, never
+      // above the QoS the message was published with.
+      const qos = Math.min(packet.qos, max);
+      // Aedes caps the QoS at the subscription whose filter equals the topic: that cap must be the
+      // maximum too. Its granted QoS is remembered in `grantedQos`.
+      const exact = subscriptions[packet.topic];
+      if (exact) exact.qos = max;
+      if (qos === 0) return deliver0(packet, cb);
+      deliverQoS(qos === packet.qos ? packet : { ...packet, qos }, cb);
+    };
+    return { deliver0: deliver, deliverQoS: deliver };
+  });
 }

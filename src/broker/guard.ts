@@ -1,5 +1,5 @@
 /**
- * The packet guard, between a client's byte stream (TCP, TLS or WebSocket) and Aedes. It reads every MQTT fixed header as bytes arrive and fails the connection as soon as a
+ * Room: broker. The packet guard, between a client's byte stream (TCP, TLS or WebSocket) and Aedes. It reads every MQTT fixed header as bytes arrive and fails the connection as soon as a
  * packet announces a remaining length over the limit, before its body is buffered anywhere, however
  * the bytes are split into chunks or frames. Bodies pass through untouched (no copies); the UTF-8
  * strings of CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE are checked on the way (conformance.ts).
@@ -12,22 +12,22 @@
  */
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
+import { ERROR_CODES, TelebridgeError } from '../errors.js';
+import { interceptSocketReads, pushOnward } from './aedes-internals.js';
 import { Utf8FieldInspector } from './conformance.js';
 
-export class PacketTooLargeError extends Error {
-  readonly code = 'E_PACKET_TOO_LARGE';
+export class PacketTooLargeError extends TelebridgeError {
   constructor(
     readonly announced: number,
     readonly limit: number,
   ) {
-    super(`MQTT packet announces ${announced} bytes; the limit is ${limit}`);
+    super(ERROR_CODES.packetTooLarge, `MQTT packet announces ${announced} bytes; the limit is ${limit}`);
   }
 }
 
-export class MalformedLengthError extends Error {
-  readonly code = 'E_MALFORMED_LENGTH';
+export class MalformedLengthError extends TelebridgeError {
   constructor() {
-    super('malformed MQTT remaining length (more than 4 bytes)');
+    super(ERROR_CODES.malformedLength, 'malformed MQTT remaining length (more than 4 bytes)');
   }
 }
 
@@ -222,27 +222,39 @@ export function guardSocket(socket: Socket, options: GuardOptions): Socket {
   const guarded = socket as GuardedSocket;
   guarded[kReader] = new FixedHeaderReader(options.maxPacketBytes, new Utf8FieldInspector());
   guarded[kOptions] = options;
-  guarded.push = guardedPush;
+  interceptSocketReads(socket, guardedPush);
   return socket;
 }
 
-function guardedPush(this: GuardedSocket, chunk: unknown, encoding?: BufferEncoding): boolean {
+function guardedPush(this: Socket, chunk: unknown, encoding?: BufferEncoding): boolean {
+  const guarded = this as GuardedSocket;
   if (chunk !== null) {
-    if (this.destroyed) return false;
-    const err = this[kReader].feed(chunk as Buffer);
+    if (guarded.destroyed) return false;
+    const err = guarded[kReader].feed(chunk as Buffer);
     if (err) {
-      this[kOptions].onViolation?.(err);
-      this.destroy(err);
+      guarded[kOptions].onViolation?.(err);
+      guarded.destroy(err);
       return false;
     }
   }
-  return Duplex.prototype.push.call(this, chunk, encoding);
+  return pushOnward(guarded, chunk, encoding);
+}
+
+/** What reads a connection from the network, when pausing the stream above it does not stop it. */
+export interface PausableSource {
+  pause(): void;
+  resume(): void;
 }
 
 /**
  * Wraps a client connection; hand the result to `aedes.handle`. Inbound bytes come from `inner` (the
  * socket, or websocket-stream's readable side) through the fixed-header guard; outbound bytes go to
  * `sink` directly, without a second stream's buffering in between.
+ *
+ * Backpressure: while Aedes does not read (a packet of its last read is still being handled, such as
+ * one waiting for the publish rate), this stream's buffer fills and `inner` and `source` are paused.
+ * websocket-stream pushes every frame `ws` hands it whatever its reader does, so for MQTT over
+ * WebSocket `source` is the `ws` socket itself: pausing it stops reading the TCP socket.
  */
 export class GuardedStream extends Duplex {
   private readonly reader: FixedHeaderReader;
@@ -251,6 +263,7 @@ export class GuardedStream extends Duplex {
     readonly inner: Duplex,
     private readonly sink: OutboundSink,
     private readonly options: GuardOptions,
+    private readonly source?: PausableSource,
   ) {
     super({ allowHalfOpen: false });
     this.reader = new FixedHeaderReader(options.maxPacketBytes, new Utf8FieldInspector());
@@ -262,7 +275,10 @@ export class GuardedStream extends Duplex {
         this.destroy(err);
         return;
       }
-      if (!this.push(chunk)) inner.pause();
+      if (!this.push(chunk)) {
+        inner.pause();
+        this.source?.pause();
+      }
     });
     inner.once('end', () => this.push(null));
     inner.once('close', () => this.destroy());
@@ -272,6 +288,7 @@ export class GuardedStream extends Duplex {
 
   override _read(): void {
     this.inner.resume();
+    this.source?.resume();
   }
 
   // Aedes (through mqtt-packet) only ever calls write/cork/uncork and checks write's result, so the

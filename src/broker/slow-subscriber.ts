@@ -1,5 +1,5 @@
 /**
- * Keeps one subscriber that stops reading from holding up everyone else.
+ * Room: broker. Keeps one subscriber that stops reading from holding up everyone else.
  *
  * Aedes routes each message through its emitter with a fixed concurrency (100), and a delivery's
  * callback fires only once the subscriber's socket has taken the bytes; a socket that does not
@@ -12,22 +12,16 @@
  * `drainTimeout` still drops a socket that does not drain in time.
  */
 import type { Client } from 'aedes';
+import { type Deliver, replaceDeliveries } from './aedes-internals.js';
 
-type Deliver = (packet: unknown, cb: () => void) => void;
-interface DeliveryInternals {
-  deliver0: Deliver;
-  deliverQoS: Deliver;
-  conn: { writableLength?: number; destroy(err?: Error): void };
-}
-
-/** Bytes queued for the client and not yet taken by the kernel (the guard counts its sink's). */
+/** Bytes queued for the client and not yet taken by the kernel (a guarded stream counts its sink's). */
 export function queuedBytes(client: Client): number {
-  const conn = (client as unknown as DeliveryInternals).conn;
-  return conn.writableLength ?? 0;
+  return client.conn.writableLength;
 }
 
 /**
- * Wraps the client's delivery functions (install in `preConnect`, after any other wrapper).
+ * Wraps the client's delivery functions (install before its first subscription, after any other
+ * wrapper).
  * @param maxBufferedBytes queued bytes past which the subscriber is disconnected.
  * @param onDrop called once when the client is dropped for it.
  */
@@ -36,7 +30,6 @@ export function releaseDeliveries(
   maxBufferedBytes: number,
   onDrop: (queued: number) => void,
 ): void {
-  const c = client as unknown as DeliveryInternals;
   let dropped = false;
   const wrap =
     (deliver: Deliver): Deliver =>
@@ -46,7 +39,7 @@ export function releaseDeliveries(
         if (!dropped) {
           dropped = true;
           onDrop(queued);
-          c.conn.destroy(new Error(`subscriber too slow: ${queued} bytes queued`));
+          client.conn.destroy(new Error(`subscriber too slow: ${queued} bytes queued`));
         }
         setImmediate(cb);
         return;
@@ -61,6 +54,8 @@ export function releaseDeliveries(
       // The packet is queued (Aedes writes it on the next turn): release the router now.
       setImmediate(once);
     };
-  c.deliver0 = wrap(c.deliver0);
-  c.deliverQoS = wrap(c.deliverQoS);
+  replaceDeliveries(client, ({ deliver0, deliverQoS }) => ({
+    deliver0: wrap(deliver0),
+    deliverQoS: wrap(deliverQoS),
+  }));
 }

@@ -1,3 +1,6 @@
+/**
+ * Room: cli. Where the CLI finds the data directory.
+ */
 import { loadConfig } from '../config.js';
 
 /** `--data-dir` when given, else BRIDGE_DATA_DIR (validated like the bridge does), else `./data`. */

@@ -1,5 +1,5 @@
 /**
- * `telebridge demo` (`npm run demo`): the bridge and a simulated fleet in one process, and the
+ * Room: cli. `telebridge demo` (`npm run demo`): the bridge and a simulated fleet in one process, and the
  * dashboard URL with a browser token. Configuration comes from the environment like `npm start`
  * (ports 1883/8080 by default; the data directory holds the demo devices, their fleet file and the
  * token key). Bridge logs go to stderr at LOG_LEVEL (default warn here), progress to stdout.
@@ -103,7 +103,7 @@ export async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = pr
       faultWrongDevice: faults,
       faultClockSkew: faults,
       faultNan: faults,
-      faultBurst: 0, // a burst would rate-limit the device's real data too
+      faultBurst: 0, // a burst would slow the device's real data too (same rate limit)
       burstSize: 50,
       oversizeBytes: config.maxPayloadBytes + 1024,
     };

@@ -1,5 +1,5 @@
 /**
- * `npx telebridge <sub>`: the command-line interface. Sub-commands live in their own modules; the
+ * Room: cli. `npx telebridge <sub>`: the command-line interface. Sub-commands live in their own modules; the
  * bridge itself is loaded only by `start` and `demo`, so the others answer fast.
  */
 import { Command, CommanderError } from 'commander';

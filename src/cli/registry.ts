@@ -1,9 +1,9 @@
 /**
- * `telebridge devices add|list|remove` and `telebridge users add|list|remove`: credentials in the
+ * Room: cli. `telebridge devices add|list|remove` and `telebridge users add|list|remove`: credentials in the
  * data directory. `add` prints the secret once, alone on the last line (scripts take `tail -n1`).
  */
 import type { Command } from 'commander';
-import { Registry } from '../broker/registry.js';
+import { Registry } from '../auth/registry.js';
 import { dataDirOf, splitList } from './data-dir.js';
 
 const DATA_DIR_HELP = 'data directory (default: BRIDGE_DATA_DIR or ./data)';

@@ -1,5 +1,5 @@
 /**
- * `telebridge sim`: a simulated device fleet (firmware-sim/). Progress on stderr-free stdout: one line
+ * Room: cli. `telebridge sim`: a simulated device fleet (firmware-sim/). Progress on stderr-free stdout: one line
  * redrawn in place on a terminal, a plain line every 5 s otherwise; the last line is a JSON summary.
  *
  * @example
@@ -117,7 +117,7 @@ export function registerSimCommand(program: Command): void {
     .option('--fault-nan <rate>', 'probability of a NaN value (→ bad_value)', rate, 0)
     .option(
       '--fault-burst <rate>',
-      'probability of a burst of --burst-size messages (→ rate_limited)',
+      'probability of a burst of --burst-size QoS 0 messages (→ rate_limited)',
       rate,
       0,
     )

@@ -1,5 +1,5 @@
 /**
- * `telebridge token create|revoke`: browser tokens for the live channel (contract §1, §5).
+ * Room: cli. `telebridge token create|revoke`: browser tokens for the live channel (contract §1, §5).
  * `create` prints a summary, then the token alone on the last line (scripts take `tail -n1`).
  */
 import type { Command } from 'commander';

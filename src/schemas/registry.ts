@@ -1,5 +1,5 @@
 /**
- * The schema registry: every `.proto` file of `src/schemas/` (and of BRIDGE_SCHEMA_DIR) loaded with
+ * Room: schemas. The schema registry: every `.proto` file of `src/schemas/` (and of BRIDGE_SCHEMA_DIR) loaded with
  * protobufjs, and the topic filter → message type mappings of the configuration. A user adds a schema
  * by dropping a `.proto` file there and a mapping line in config; no code.
  *

@@ -8,7 +8,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../../src/app.js';
-import { Registry } from '../../src/broker/registry.js';
+import { Registry } from '../../src/auth/registry.js';
 import { BUILTIN_SCHEMAS, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { loadSchemas } from '../../src/schemas/registry.js';
@@ -89,11 +89,12 @@ export function makeCertificate(
 
 /**
  * Starts a bridge. `env` is the bridge's environment on top of test defaults (ports 0, a temporary
- * data dir, logs at warn to a buffer); `tls: true` adds a fresh certificate.
+ * data dir, logs at warn to stderr, or to `log`, e.g. `captureLog().stream`); `tls: true` adds a fresh
+ * certificate.
  */
 export async function startTestBridge(
   env: Record<string, string> = {},
-  options: { tls?: boolean; dataDir?: string } = {},
+  options: { tls?: boolean; dataDir?: string; log?: NodeJS.WritableStream } = {},
 ): Promise<TestBridge> {
   const dataDir = options.dataDir ?? tempDir('bridge');
   const full: Record<string, string> = {
@@ -112,7 +113,9 @@ export async function startTestBridge(
     full['BRIDGE_TLS_KEY'] ??= key;
   }
   const config = loadConfig(full);
-  const bridge = await startBridge(config, { log: createLogger(config.logLevel, process.stderr) });
+  const bridge = await startBridge(config, {
+    log: createLogger(config.logLevel, options.log ?? process.stderr),
+  });
   const registry = await Registry.open(dataDir);
   const clients: MqttClient[] = [];
   const secure = Boolean(config.tls);

@@ -259,7 +259,7 @@ export function captureLog(): { stream: NodeJS.WritableStream; lines: Record<str
   return { stream, lines };
 }
 
-/** The loss ledger's two sides from a metrics registry (see src/bridge/open-storage.ts). */
+/** The loss ledger's two sides from a metrics registry (see src/bridge/storage/open-storage.ts). */
 export async function ledger(registry: { getSingleMetricAsString(name: string): Promise<string> }) {
   const v = async (name: string) => {
     const text = await registry.getSingleMetricAsString(name);

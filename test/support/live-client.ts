@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import WebSocket, { type ClientOptions } from 'ws';
 import { type CreateTokenOptions, openTokenService, type TokenService } from '../../src/auth/tokens.js';
-import { createLiveChannel } from '../../src/bridge/live/index.js';
+import { createLiveChannel, LiveHub } from '../../src/bridge/live/index.js';
 import type { DeviceCommand, LiveChannel } from '../../src/bridge/live/types.js';
 import type { Reading } from '../../src/bridge/reading.js';
 import { type Config, loadConfig } from '../../src/config.js';
@@ -22,6 +22,8 @@ import { waitEvent } from './wait.js';
 export interface LiveServer {
   readonly config: Config;
   readonly live: LiveChannel;
+  /** Where tests publish readings and status changes, as the pipeline does. */
+  readonly hub: LiveHub;
   readonly tokens: TokenService;
   readonly metrics: Metrics;
   readonly port: number;
@@ -44,11 +46,13 @@ export async function startLiveServer(env: Record<string, string> = {}): Promise
   const tokens = await openTokenService(dataDir);
   const metrics = createMetrics({ defaultMetrics: false });
   const commands: { deviceId: string; cmd: DeviceCommand }[] = [];
+  const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
+  const hub = new LiveHub({ config, log, metrics });
   const live = createLiveChannel({
     config,
-    log: createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent'),
-    metrics,
+    log,
     tokens,
+    hub,
     async sendCommand(deviceId, cmd) {
       commands.push({ deviceId, cmd });
     },
@@ -66,6 +70,7 @@ export async function startLiveServer(env: Record<string, string> = {}): Promise
   return {
     config,
     live,
+    hub,
     tokens,
     metrics,
     port,
@@ -88,6 +93,7 @@ export async function startLiveServer(env: Record<string, string> = {}): Promise
     },
     async close() {
       await live.close();
+      await hub.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       rmSync(dataDir, { recursive: true, force: true });

@@ -4,7 +4,7 @@
  * so loudly and skips; with CI=true a missing binary is a failure.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -23,8 +23,14 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `telebridge-${prefix}-`));
+/**
+ * A fresh temporary directory. `inMemory`: on tmpfs (/dev/shm) where the machine has one, for tests
+ * that time something other than the disk (a spool's fsync on a shared machine is the noisiest
+ * part of a PUBACK).
+ */
+export function tempDir(prefix: string, options: { inMemory?: boolean } = {}): string {
+  const base = options.inMemory && existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  return mkdtempSync(join(base, `telebridge-${prefix}-`));
 }
 
 /** The absolute path of a binary, or undefined. Searches PATH and the sbin directories. */
@@ -47,7 +53,15 @@ export function findBinary(name: string): string | undefined {
 export function requireBinary(name: string, debianPackage: string): { path?: string; skip?: string } {
   const path = findBinary(name);
   if (path) return { path };
-  const message = `MISSING SERVICE: '${name}' not found (Debian package '${debianPackage}'); its tests cannot run`;
+  return missingService(`'${name}' not found (Debian package '${debianPackage}'); its tests cannot run`);
+}
+
+/**
+ * Something a test needs is missing (a binary, a test suite on disk): under CI=true this throws, so
+ * the run fails; otherwise it says so loudly and returns the skip reason.
+ */
+export function missingService(what: string): { skip: string } {
+  const message = `MISSING SERVICE: ${what}`;
   if (process.env['CI'] === 'true') throw new Error(message);
   console.error(`\n*** ${message} — SKIPPING ***\n`);
   return { skip: message };

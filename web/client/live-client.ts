@@ -38,7 +38,7 @@ import type {
   StatusMessage,
   TelemetryMessage,
 } from './protocol.js';
-import { parseServerMessage, SUBPROTOCOL } from './protocol.js';
+import { CLOSE_CODES, parseServerMessage, SUBPROTOCOL } from './protocol.js';
 import { eventText, globalWebSocket, OPEN, type SocketConstructor, type SocketLike } from './socket.js';
 
 /** The one state of the client. */
@@ -237,7 +237,7 @@ export class LiveClient extends Emitter<LiveClientEvents> {
     this.socket = undefined;
     if (socket) {
       detach(socket);
-      socket.close(1000, 'client closed');
+      socket.close(CLOSE_CODES.normal, 'client closed');
     }
     this.failPending('disconnected', 'client closed');
     this.setState('closed');

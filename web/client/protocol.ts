@@ -1,7 +1,8 @@
 /**
- * The JSON messages of the live channel (contract §5), as the browser sees them. One object per
- * text frame; every object has `type`. Cursors are opaque strings: never compared, only echoed back
- * as `since`.
+ * The live channel's protocol (contract §5), defined once: the server (src/bridge/live/) builds these
+ * messages and the browser client parses them. One object per text frame; every object has `type`.
+ * Cursors are opaque strings: never compared, only echoed back as `since`. Dependency-free (no DOM,
+ * no Node types), so both builds compile it.
  */
 
 /** A feed: `telemetry/<device>` or `status/<device>`; filters may use MQTT wildcards `+` and `#`. */
@@ -73,11 +74,18 @@ export interface AckMessage {
   readonly id: string;
 }
 
-export type ServerErrorCode = 'bad_request' | 'forbidden' | 'too_many_subscriptions' | 'rate_limited';
+/** The `code` of an `error` message, stable (contract §5). */
+export const SERVER_ERROR_CODES = [
+  'bad_request',
+  'forbidden',
+  'too_many_subscriptions',
+  'rate_limited',
+] as const;
+export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];
 export interface ErrorMessage {
   readonly type: 'error';
   readonly id?: string;
-  readonly code: ServerErrorCode | string;
+  readonly code: ServerErrorCode;
   readonly message: string;
 }
 
@@ -91,6 +99,33 @@ export type ServerMessage =
   | GapMessage
   | AckMessage
   | ErrorMessage;
+
+/** What the server sends besides streamed messages (telemetry, status, snapshot). */
+export type ControlMessage =
+  | SubscribedMessage
+  | UnsubscribedMessage
+  | ReplayedMessage
+  | GapMessage
+  | AckMessage
+  | ErrorMessage;
+
+/** The fields of a streamed message after its envelope (type, feed, device, cursor). */
+export type TelemetryBody = Omit<TelemetryMessage, 'type' | 'feed' | 'device' | 'cursor'>;
+export type StatusBody = Omit<StatusMessage, 'type' | 'feed' | 'device' | 'cursor'>;
+
+/** WebSocket close codes the live channel uses (RFC 6455 §7.4.1). */
+export const CLOSE_CODES = {
+  /** The client closed on purpose. */
+  normal: 1000,
+  /** The server is shutting down. */
+  goingAway: 1001,
+  /** The token expired or was revoked, or the client kept going over its message rate. */
+  policy: 1008,
+  /** An inbound frame over 4 KiB (sent by `ws`). */
+  tooBig: 1009,
+  /** The reader's send buffer passed its hard limit. */
+  tryAgainLater: 1013,
+} as const;
 
 export type ClientMessage =
   | { type: 'subscribe'; id: string; feeds: readonly Feed[]; since?: string }

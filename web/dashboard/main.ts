@@ -1,5 +1,5 @@
 /**
- * The live dashboard (issue 3 point 8), served at `/` by src/bridge/live/static.ts.
+ * The live dashboard (issue 3 point 8), served at `/` by src/broker/listeners/static.ts.
  *
  * - Token: `/?token=…` on first visit; kept in sessionStorage (this tab only) and removed from the
  *   address bar so it does not linger in history, bookmarks or screenshots.

@@ -8,7 +8,7 @@ function publish(broker: MemoryLiveBroker, device: string, seq: number, pad = ''
     kind: 'telemetry',
     device,
     time: seq,
-    body: { seq, time: seq, values: { v: seq }, labels: {}, pad },
+    body: { seq, time: seq, values: { v: seq }, labels: pad ? { pad } : {} },
   });
 }
 

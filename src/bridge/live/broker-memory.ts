@@ -1,13 +1,13 @@
 /**
- * The in-memory live broker (one instance). Cursors are `<epoch>-<position>`: the epoch is drawn at
+ * Room: bridge/live. The in-memory live broker (one instance). Cursors are `<epoch>-<position>`: the epoch is drawn at
  * start-up, so a cursor from a previous run (or another instance) is unknown and yields a gap; the
  * position counts every event. The history is a ring bounded by count and by JSON bytes; because
  * positions are contiguous, finding a cursor in it is arithmetic.
  */
 import { randomBytes } from 'node:crypto';
+import { type FeedPattern, feedName } from '../../feeds.js';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
-import { type FeedPattern, feedName } from './feeds.js';
-import { eventJson, HistoryRing, rememberLatest } from './history.js';
+import { eventJson, HistoryRing, rememberLatest } from './resume-window.js';
 
 export interface MemoryBrokerOptions {
   /** Events kept for resume (BRIDGE_LIVE_HISTORY). */

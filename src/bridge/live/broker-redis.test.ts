@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { startRedis } from '../../../test/support/redis.js';
 import { waitFor } from '../../../test/support/wait.js';
+import { parseFeedFilter } from '../../feeds.js';
 import { createLogger } from '../../log.js';
 import { RedisHealth } from '../../redis.js';
 import type { LiveEvent } from './broker.js';
 import { RedisLiveBroker } from './broker-redis.js';
-import { parseFeedFilter } from './feeds.js';
 
 const redis = await startRedis();
 const skip = 'skip' in redis ? redis.skip : undefined;

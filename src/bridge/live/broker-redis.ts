@@ -1,5 +1,5 @@
 /**
- * The live broker on Redis Streams (cluster mode): one ordering of every streamed message shared by
+ * Room: bridge/live. The live broker on Redis Streams (cluster mode): one ordering of every streamed message shared by
  * all instances, so a cursor taken on one instance resumes on any other.
  *
  * ```
@@ -26,11 +26,11 @@
  * cursors get a gap). `close()` returns during an outage too.
  */
 import type { Redis } from 'ioredis';
+import { type FeedKind, type FeedPattern, feedName } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import type { RedisHealth } from '../../redis.js';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
-import { type FeedKind, type FeedPattern, feedName } from './feeds.js';
-import { eventJson, HistoryRing, rememberLatest } from './history.js';
+import { eventJson, HistoryRing, rememberLatest } from './resume-window.js';
 
 export interface RedisBrokerOptions {
   readonly url: string;

@@ -1,5 +1,5 @@
 /**
- * The live broker: the one ordering of every streamed message (cursors), the bounded history kept for
+ * Room: bridge/live. The live broker: the one ordering of every streamed message (cursors), the bounded history kept for
  * resume, and the latest state per feed for snapshots. The in-memory implementation
  * (`broker-memory.ts`) serves one instance; a Redis Streams implementation (stream IDs as cursors,
  * shared by all instances) can replace it behind this interface.
@@ -8,7 +8,8 @@
  * listener later receives the same `LiveEvent` (same bytes) in cursor order. An event is in `after()`
  * and `latest()` before any listener sees it.
  */
-import { type FeedKind, type FeedPattern, feedName, patternMatches } from './feeds.js';
+import type { StatusBody, TelemetryBody } from '../../../web/client/protocol.js';
+import { type FeedKind, type FeedPattern, feedName, patternMatches } from '../../feeds.js';
 
 /** One message as streamed: built once, sent as-is to every client. */
 export interface LiveEvent {
@@ -28,13 +29,15 @@ export interface LiveEvent {
   snapshotJson(): Buffer;
 }
 
-export interface PublishInput {
-  readonly kind: FeedKind;
-  readonly device: string;
-  readonly time: number;
-  /** Kind-specific fields after type/feed/device/cursor, e.g. `{ seq, time, values, labels }`. */
-  readonly body: Readonly<Record<string, unknown>>;
-}
+/** A message to stream: its kind-specific fields (`body`) follow the envelope type/feed/device/cursor. */
+export type PublishInput =
+  | {
+      readonly kind: 'telemetry';
+      readonly device: string;
+      readonly time: number;
+      readonly body: TelemetryBody;
+    }
+  | { readonly kind: 'status'; readonly device: string; readonly time: number; readonly body: StatusBody };
 
 export interface LiveBroker {
   publish(input: PublishInput): void;

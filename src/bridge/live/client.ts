@@ -1,4 +1,7 @@
-/** What the channel keeps of every open browser connection, whatever its transport. */
+/**
+ * Room: bridge/live. What the channel keeps of every open browser connection, whatever its
+ * transport.
+ */
 import type { TokenClaims } from '../../auth/tokens.js';
 import type { LiveSession } from './session.js';
 

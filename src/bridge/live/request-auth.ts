@@ -1,5 +1,5 @@
 /**
- * The checks shared by `/live` upgrades and `/live/sse`: Origin against the allow-list, and the
+ * Room: bridge/live. The checks shared by `/live` upgrades and `/live/sse`: Origin against the allow-list, and the
  * token from `?token=` or `Authorization: Bearer`.
  */
 import type { IncomingMessage } from 'node:http';

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { ControlMessage } from '../../../web/client/protocol.js';
 import type { LiveEvent } from './broker.js';
 import { MemoryLiveBroker } from './broker-memory.js';
 import { LiveSession, type LiveTransport } from './session.js';
@@ -7,7 +8,7 @@ import { LiveSession, type LiveTransport } from './session.js';
 /** A transport whose buffer the test controls. */
 class FakeTransport implements LiveTransport {
   buffered = 0;
-  readonly sent: { event?: LiveEvent; bytes?: Buffer; control?: Record<string, unknown> }[] = [];
+  readonly sent: { event?: LiveEvent; bytes?: Buffer; control?: ControlMessage }[] = [];
   closedWith: number | undefined;
   bufferedAmount(): number {
     return this.buffered;
@@ -17,7 +18,7 @@ class FakeTransport implements LiveTransport {
     this.buffered += bytes.length;
     this.sent.push({ event, bytes });
   }
-  sendControl(message: Record<string, unknown>): void {
+  sendControl(message: ControlMessage): void {
     this.sent.push({ control: message });
   }
   close(code: number): void {
@@ -117,10 +118,10 @@ test('replay is paced by the buffer and resumes on onWritten; no duplicates with
     transport.buffered = 0;
     session.onWritten();
   }
-  const replayed = transport.sent.find((s) => s.control?.['type'] === 'replayed')!.control!;
+  const replayed = transport.sent.find((s) => s.control?.type === 'replayed')!.control!;
   const seqs = transport.seqs();
   assert.deepEqual(seqs, [3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 41]);
-  assert.equal(replayed['count'], 20);
+  assert.equal(replayed.type === 'replayed' && replayed.count, 20);
   publish('a', 42);
   publish('b', 43);
   assert.deepEqual(transport.seqs().slice(-2), [42, 43]);

@@ -1,5 +1,5 @@
 /**
- * One browser connection's view of the live channel, whatever carries it (WebSocket or SSE):
+ * Room: bridge/live. One browser connection's view of the live channel, whatever carries it (WebSocket or SSE):
  * its subscriptions, snapshots, resume from a cursor, and backpressure.
  *
  * Backpressure, per connection, on the transport's buffered bytes (never awaited in the fan-out):
@@ -10,8 +10,16 @@
  * A replay is paced the same way: pages are read from the broker's history only while the buffer is
  * under the soft limit, so a resume never needs more memory than the soft limit plus one page.
  */
+
+import { CLOSE_CODES, type ControlMessage, type ServerErrorCode } from '../../../web/client/protocol.js';
+import {
+  type FeedPattern,
+  isFeedPattern,
+  parseFeedFilter,
+  patternMatches,
+  scopeCovers,
+} from '../../feeds.js';
 import type { LiveBroker, LiveEvent } from './broker.js';
-import { type FeedPattern, isFeedPattern, parseFeedFilter, patternMatches, scopeCovers } from './feeds.js';
 
 /** Feed filters one connection may hold (contract §5). */
 export const MAX_FEEDS_PER_CONNECTION = 100;
@@ -20,7 +28,7 @@ const REPLAY_PAGE = 256;
 /** Per-connection cache of feed → matches, cleared when it reaches this size. */
 const MATCH_CACHE_MAX = 10_000;
 
-export type ErrorCode = 'bad_request' | 'forbidden' | 'too_many_subscriptions' | 'rate_limited';
+export type ErrorCode = ServerErrorCode;
 
 /** What a session writes to. `onWritten` must be called after each write has left the buffer. */
 export interface LiveTransport {
@@ -29,7 +37,7 @@ export interface LiveTransport {
   /** Writes one streamed message (`snapshot` true: its snapshot form). */
   sendEvent(event: LiveEvent, snapshot: boolean): void;
   /** Writes a control object (`subscribed`, `replayed`, `gap`, `error`, …). */
-  sendControl(message: Readonly<Record<string, unknown>>): void;
+  sendControl(message: ControlMessage): void;
   /** Closes the connection for overflow (1013) or shutdown. */
   close(code: number, reason: string): void;
 }
@@ -244,7 +252,7 @@ export class LiveSession {
     this.ended = true;
     this.pending.clear();
     this.replay = undefined;
-    this.transport.close(1013, 'send buffer full');
+    this.transport.close(CLOSE_CODES.tryAgainLater, 'send buffer full');
     this.onEnd('overflow');
   }
 }

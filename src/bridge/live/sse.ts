@@ -1,5 +1,5 @@
 /**
- * `GET /live/sse?feeds=a,b&token=T`: the live channel's objects as Server-Sent Events (contract §5).
+ * Room: bridge/live. `GET /live/sse?feeds=a,b&token=T`: the live channel's objects as Server-Sent Events (contract §5).
  * Streamed messages carry `id: <cursor>`, so a browser's EventSource resumes by itself with
  * `Last-Event-ID` (or a client passes `?since=`). Control objects (`subscribed`, `replayed`, `gap`) are
  * `data:` lines without an id, which leaves the last id unchanged. Same token, scope, feed limit and
@@ -7,12 +7,13 @@
  * timing the stream out.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CLOSE_CODES } from '../../../web/client/protocol.js';
 import type { TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config.js';
+import { isFeedPattern, parseFeedFilter } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import type { LiveBroker } from './broker.js';
 import type { ClientRegistry, LiveClient } from './client.js';
-import { isFeedPattern, parseFeedFilter } from './feeds.js';
 import { originAllowed, tokenOf } from './request-auth.js';
 import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
 
@@ -98,7 +99,7 @@ export function handleSse(deps: SseDeps, req: IncomingMessage, res: ServerRespon
         },
         close(code) {
           // 1013 (overflow): the peer does not read, so nothing more can reach it.
-          if (code === 1013) res.destroy();
+          if (code === CLOSE_CODES.tryAgainLater) res.destroy();
           else res.end();
         },
       };

@@ -1,10 +1,10 @@
 /**
- * What the composition root needs from the live channel (contract §5). The HTTP listener routes
- * `/live` upgrades and `/live/sse`, `/` and the dashboard's assets here.
+ * Room: bridge/live. What the composition root needs from the live channel's endpoints (contract §5).
+ * The HTTP listener routes `/live` upgrades and `/live/sse` here; the dashboard's files are served
+ * next to the listener. Accepted messages reach the channel through its hub (hub.ts), a pipeline sink.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Reading, StatusChange } from '../reading.js';
 
 export interface DeviceCommand {
   readonly id: string;
@@ -13,15 +13,12 @@ export interface DeviceCommand {
 }
 
 export interface LiveChannel {
-  /** Fan out an accepted reading: one `telemetry` message a sample. */
-  publishTelemetry(reading: Reading): void;
-  publishStatus(status: StatusChange): void;
   /** An upgrade request on `/live`. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  /** `GET /live/sse`, `/` and the dashboard's assets; false when the path is not the channel's. */
+  /** `GET /live/sse` (and `/live` without an upgrade); false when the path is not the channel's. */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
   /** Open browser connections (WebSocket and SSE). */
   clientCount(): number;
-  /** Close every browser connection (1001 going away) and stop timers. */
+  /** Close every browser connection (1001 going away) and stop timers; the hub is closed after. */
   close(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 /**
- * `/live`: JSON over WebSocket (contract §5) on `ws` with `noServer`, so the one HTTP server routes
+ * Room: bridge/live. `/live`: JSON over WebSocket (contract §5) on `ws` with `noServer`, so the one HTTP server routes
  * upgrades by path. The token is checked before the upgrade (401 and no upgrade otherwise).
  *
  * Limits: inbound frames ≤ 4 KiB (`ws` closes with 1009 beyond), ≤ 100 feeds, a token bucket on
@@ -26,21 +26,21 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { CLOSE_CODES, SUBPROTOCOL } from '../../../web/client/protocol.js';
 import type { TokenClaims, TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config.js';
+import { type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from '../../feeds.js';
 import type { Logger } from '../../log.js';
+import { TokenBucket } from '../../rate-limit.js';
 import { DEVICE_ID_RE } from '../../topics.js';
-import { TokenBucket } from '../rate-limit.js';
+import { WsHeartbeat } from '../../ws-heartbeat.js';
 import type { LiveBroker } from './broker.js';
 import type { ClientRegistry, LiveClient } from './client.js';
-import { type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from './feeds.js';
 import { originAllowed, requestUrl, tokenOf } from './request-auth.js';
 import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
 import type { DeviceCommand } from './types.js';
 import { FrameCache } from './ws-frame.js';
 
-/** The subprotocol selected when the client offers it. */
-export const SUBPROTOCOL = 'telemetry.v1.json';
 /** Largest inbound frame, bytes (contract §5). */
 export const MAX_INBOUND_BYTES = 4096;
 const TEXT = { binary: false } as const;
@@ -79,6 +79,7 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
   const frames = new FrameCache();
+  const heartbeat = new WsHeartbeat();
   /** Sockets corked in this event-loop turn; each at most once, so bounded by the connections. */
   const corked: Duplex[] = [];
   const uncorkAll = () => {
@@ -133,7 +134,6 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
     const scope = claims.feeds.map(parseFeedFilter).filter(isFeedPattern);
     const bucket = new TokenBucket(config.live.rate, config.live.burst);
     let strikes = 0;
-    let alive = true;
     let closeTimer: NodeJS.Timeout | undefined;
     const onSent = (err?: Error | null) => {
       if (!err) session.onWritten();
@@ -167,13 +167,7 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
         deps.registry.remove(client);
       }),
       tick() {
-        if (!alive) {
-          log.debug({ jti: claims.jti }, 'live: no pong, terminating');
-          ws.terminate();
-          return;
-        }
-        alive = false;
-        ws.ping();
+        if (!heartbeat.beat(ws)) log.debug({ jti: claims.jti }, 'live: no pong, terminated');
       },
       shutdown: closeWs,
       kill: () => ws.terminate(),
@@ -186,9 +180,7 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
         id === undefined ? { type: 'error', code, message } : { type: 'error', id, code, message },
       );
 
-    ws.on('pong', () => {
-      alive = true;
-    });
+    heartbeat.watch(ws);
     ws.on('error', (err) => log.debug({ err: err.message, jti: claims.jti }, 'live: connection error'));
     ws.on('close', () => {
       if (closeTimer) clearTimeout(closeTimer);
@@ -217,7 +209,7 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
       if (!bucket.take()) {
         // Keep answering (bounded by the send-buffer limits) but stop a client that never slows down.
         if (++strikes > config.live.burst) {
-          closeWs(1008, 'rate limit exceeded');
+          closeWs(CLOSE_CODES.policy, 'rate limit exceeded');
           return;
         }
         sendError(id, 'rate_limited', `at most ${config.live.rate} messages a second`);

@@ -1,5 +1,5 @@
 /**
- * WebSocket framing for the fan-out: a streamed message is framed once (RFC 6455 §5.2: FIN, text
+ * Room: bridge/live. WebSocket framing for the fan-out: a streamed message is framed once (RFC 6455 §5.2: FIN, text
  * opcode, no mask from a server, no RSV bits) and the same bytes are written to every connection
  * that did not negotiate permessage-deflate. The frame is exactly what `ws`'s `Sender.frame`
  * produces for `send(json, { binary: false })`, in one buffer instead of a header and the payload.

@@ -1,5 +1,5 @@
 /**
- * Caps on connections in total and per remote address, shared by every listener (TCP, TLS,
+ * Room: broker. Caps on connections in total and per remote address, shared by every listener (TCP, TLS,
  * WebSocket), checked before any byte of a new connection is read. 0 means unlimited.
  */
 export class ConnectionLimiter {

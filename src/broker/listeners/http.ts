@@ -1,5 +1,5 @@
 /**
- * The one HTTP(S) server of the bridge. Upgrades are routed by path: `/mqtt` (MQTT over WebSocket,
+ * Room: broker. The one HTTP(S) server of the bridge. Upgrades are routed by path: `/mqtt` (MQTT over WebSocket,
  * subprotocol `mqtt` or `mqttv3.1` required) and `/live` (the browser channel); requests go to the
  * operational endpoints, then the live channel (`/live/sse`, `/`, assets), else 404.
  */
@@ -15,6 +15,7 @@ import type { Duplex } from 'node:stream';
 import websocketStream from 'websocket-stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Config } from '../../config.js';
+import { WsHeartbeat } from '../../ws-heartbeat.js';
 import type { Broker } from '../broker.js';
 import { webSocketSink } from '../guard.js';
 import type { ConnectionLimiter } from './connection-limiter.js';
@@ -41,14 +42,22 @@ export function refuseUpgrade(socket: Duplex, status: number, reason: string): v
  * Hands an upgraded `/mqtt` WebSocket to the broker. A function of its own so that no closure that
  * lives as long as the connection holds the upgrade request (and its headers) in its scope.
  */
-function mqttOverWebSocket(broker: Broker, ws: WebSocket, socket: Duplex, req: IncomingMessage): void {
+function mqttOverWebSocket(
+  broker: Broker,
+  heartbeat: WsHeartbeat,
+  ws: WebSocket,
+  socket: Duplex,
+  req: IncomingMessage,
+): void {
+  heartbeat.watch(ws);
   const stream = websocketStream(ws, { binary: true });
   // websocket-stream closes with a handshake, and ws goes on reading frames until the peer
   // answers it (up to 30 s): a peer the bridge hangs up on (packet guard, Aedes) is not read on.
   stream.on('close', terminateWebSocket);
   // Inbound frames are read through websocket-stream; outbound packets go out through ws directly,
-  // one frame per tick.
-  broker.handle(stream, webSocketSink(ws, socket), 'ws', req);
+  // one frame per tick. `ws` is paused whenever the broker stops reading (a device over its publish
+  // rate): websocket-stream alone would go on buffering every frame.
+  broker.handle(stream, webSocketSink(ws, socket), 'ws', req, ws);
 }
 
 /** An upgraded socket's 'error' listener: shared, so no closure keeps this scope (and `req`) alive. */
@@ -73,6 +82,10 @@ export async function startHttpListener(
     perMessageDeflate: false,
     handleProtocols: (protocols) => MQTT_SUBPROTOCOLS.find((p) => protocols.has(p)) ?? false,
   });
+  // A device with MQTT keepalive 0 sends nothing while idle: pings find the ones that are gone.
+  // `wss.clients` holds the open `/mqtt` connections.
+  const heartbeat = new WsHeartbeat();
+  const stopHeartbeat = heartbeat.every(config.limits.mqttWsPingMs, () => wss.clients);
 
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     for (const handle of routes.request) if (handle(req, res)) return;
@@ -105,7 +118,7 @@ export async function startHttpListener(
       const release = limiter.admit(req.socket.remoteAddress);
       if (!release) return refuseUpgrade(socket, 503, 'Service Unavailable');
       socket.on('close', release);
-      wss.handleUpgrade(req, socket, head, (ws) => mqttOverWebSocket(broker, ws, socket, req));
+      wss.handleUpgrade(req, socket, head, (ws) => mqttOverWebSocket(broker, heartbeat, ws, socket, req));
       return;
     }
     const handler = path ? routes.upgrade.get(path) : undefined;
@@ -113,6 +126,7 @@ export async function startHttpListener(
     refuseUpgrade(socket, 404, 'Not Found');
   });
 
+  server.on('close', stopHeartbeat);
   await listen(server, config.httpPort, config.host);
   return server;
 }

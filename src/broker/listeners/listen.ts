@@ -1,3 +1,6 @@
+/**
+ * Room: broker (listeners). Binding a server to its port.
+ */
 import type { Server } from 'node:net';
 
 /** Listens and resolves with the bound port (useful with port 0); rejects on EADDRINUSE etc. */

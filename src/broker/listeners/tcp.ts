@@ -1,5 +1,5 @@
 /**
- * MQTT over TCP and over TLS: each accepted socket is counted against the connection caps and
+ * Room: broker. MQTT over TCP and over TLS: each accepted socket is counted against the connection caps and
  * handed to the broker. With BRIDGE_TLS_CA, client certificates are requested and verified; a
  * verified certificate whose CN names a device authenticates it without a password.
  */
@@ -10,6 +10,14 @@ import type { Config } from '../../config.js';
 import type { Broker, ListenerName } from '../broker.js';
 import type { ConnectionLimiter } from './connection-limiter.js';
 import { listen } from './listen.js';
+
+/**
+ * Idle time before the kernel starts TCP keepalive probes on a device socket, ms. A client with MQTT
+ * keepalive 0 sends nothing while idle, so a peer that vanished (power cut, NAT mapping dropped)
+ * is only found by these probes: Linux then sends one every `net.ipv4.tcp_keepalive_intvl` (75 s)
+ * and gives up after `tcp_keepalive_probes` (9), i.e. ~12 minutes after the peer went silent.
+ */
+export const TCP_KEEPALIVE_DELAY_MS = 60_000;
 
 export async function startMqttListener(
   kind: Extract<ListenerName, 'tcp' | 'tls'>,
@@ -26,6 +34,7 @@ export async function startMqttListener(
     // `on`, not `once`: a socket closes once, and `once` allocates a wrapper per connection.
     socket.on('close', release);
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
     broker.handleSocket(socket, kind);
   };
   let server: Server;

@@ -1,0 +1,174 @@
+/**
+ * Each internal of aedes-internals.ts against the real package (no services): the start-up checks
+ * find what is there and name what is not; each replaced method does what the broker relies on.
+ * The behaviours built on them are tested end to end too: deliverAtMaxQos in
+ * test/security-conformance.test.ts, the slow-subscriber release in test/security-frozen.test.ts,
+ * the socket read guard in test/security-packets.test.ts, the read hold in test/ingest-rate.test.ts,
+ * the relay fallback and close in test/scale-redis-outage.test.ts, retained messages on Redis in
+ * test/scale-cluster.test.ts, and a will on another device's topic in test/security-devices.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
+import { Duplex, PassThrough, Readable } from 'node:stream';
+import { test } from 'node:test';
+import { Aedes, type Client } from 'aedes';
+import mqttPacket from 'mqtt-packet';
+import {
+  AEDES_VERSION,
+  checkAedesInternals,
+  checkRelayInternals,
+  type DeliveredPacket,
+  holdReads,
+  interceptSocketReads,
+  type MqEmitter,
+  pushOnward,
+  releaseReads,
+  replaceDeliveries,
+  retainedStreamsAsReadable,
+  subscriptionsOf,
+} from './aedes-internals.js';
+
+/** A connected MQTT client of `aedes` over an in-memory stream; `out` collects what Aedes writes. */
+async function connectClient(aedes: Aedes, clientId: string): Promise<{ client: Client; out: Buffer[] }> {
+  const out: Buffer[] = [];
+  const inbound = new PassThrough();
+  const stream = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, done) {
+      out.push(chunk);
+      done();
+    },
+  });
+  inbound.on('data', (chunk) => stream.push(chunk));
+  const client = aedes.handle(stream);
+  const ready = once(aedes, 'clientReady');
+  inbound.write(
+    mqttPacket.generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clientId,
+      clean: true,
+      keepalive: 0,
+    }),
+  );
+  await ready;
+  return { client, out };
+}
+
+test('checkAedesInternals passes on the pinned Aedes and names the version and what is missing otherwise', async () => {
+  const aedes = await Aedes.createBroker();
+  try {
+    assert.doesNotThrow(() => checkAedesInternals(aedes));
+  } finally {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  }
+  const lacking = {
+    handle: (conn: unknown) => ({ conn, deliverQoS: () => {}, subscriptions: {}, close() {} }),
+  } as unknown as Aedes;
+  assert.throws(
+    () => checkAedesInternals(lacking),
+    (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'E_INTERNALS');
+      assert.match(err.message, /^aedes \d+\.\d+\.\d+ is not the one telebridge is built for/);
+      assert.match(err.message, new RegExp(`aedes ${AEDES_VERSION.replaceAll('.', '\\.')}`));
+      assert.match(err.message, /client\.deliver0 is missing/);
+      assert.match(err.message, /client\._keepaliveTimer is missing/);
+      return true;
+    },
+  );
+});
+
+test('replaceDeliveries: the replacement is what a new subscription delivers through; subscriptionsOf shows it', async () => {
+  const aedes = await Aedes.createBroker();
+  try {
+    const { client } = await connectClient(aedes, 'sub-1');
+    const seen: DeliveredPacket[] = [];
+    replaceDeliveries(client, ({ deliver0 }) => ({
+      deliver0: (packet, done) => {
+        seen.push(packet);
+        deliver0(packet, done);
+      },
+      deliverQoS: () => assert.fail('no QoS 1 subscription here'),
+    }));
+    await new Promise<void>((resolve) => client.subscribe({ topic: 'a/+', qos: 0 }, () => resolve()));
+    assert.deepEqual(subscriptionsOf(client)['a/+']?.qos, 0);
+    await new Promise<void>((resolve) =>
+      aedes.publish(
+        { cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 0, retain: false, dup: false },
+        () => resolve(),
+      ),
+    );
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.topic, 'a/b');
+    assert.equal(typeof seen[0]!.brokerCounter, 'number');
+  } finally {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  }
+});
+
+test('holdReads: the reader gets nothing while the buffer still fills; releaseReads hands it all over', async () => {
+  const stream = new PassThrough();
+  stream.write('first ');
+  holdReads(stream);
+  assert.equal(stream.read(), null);
+  stream.write('second');
+  stream.read(0); // a refill goes on while held
+  assert.equal(stream.read(), null);
+  const readable = once(stream, 'readable');
+  releaseReads(stream);
+  await readable;
+  assert.equal(String(stream.read()), 'first second');
+});
+
+test('interceptSocketReads sees each chunk before it is buffered; pushOnward hands it on', async () => {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const seen: string[] = [];
+  const accepted = once(server, 'connection') as Promise<[Socket]>;
+  const client = tcpConnect((server.address() as { port: number }).port, '127.0.0.1');
+  const [socket] = await accepted;
+  interceptSocketReads(socket, function (this: Socket, chunk, encoding) {
+    if (chunk !== null) seen.push(String(chunk));
+    return pushOnward(this, chunk, encoding);
+  });
+  client.write('hello');
+  const [data] = (await once(socket, 'data')) as [Buffer];
+  assert.equal(String(data), 'hello');
+  assert.deepEqual(seen, ['hello']);
+  client.destroy();
+  socket.destroy();
+  server.close();
+});
+
+test('checkRelayInternals names what an mqemitter-redis lacks', () => {
+  const relay = { on() {}, removeListener() {}, emit() {}, close() {}, _close() {} } as unknown as MqEmitter;
+  assert.throws(
+    () => checkRelayInternals(relay),
+    (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'E_INTERNALS');
+      assert.match(err.message, /^mqemitter-redis /);
+      assert.match(err.message, /_emit \(local delivery\) is missing; subConn is missing; state/);
+      return true;
+    },
+  );
+});
+
+test('retainedStreamsAsReadable turns the async generators Aedes would .pipe() into Readables', async () => {
+  const persistence = {
+    async *createRetainedStreamCombi(patterns: string[]) {
+      for (const p of patterns) yield { topic: p };
+    },
+    createRetainedStream(_pattern: string): unknown {
+      return undefined;
+    },
+  };
+  retainedStreamsAsReadable(persistence);
+  const combi = persistence.createRetainedStreamCombi(['a', 'b']) as unknown as Readable;
+  assert.ok(combi instanceof Readable);
+  assert.deepEqual(await combi.toArray(), [{ topic: 'a' }, { topic: 'b' }]);
+  const single = persistence.createRetainedStream('c') as Readable;
+  assert.deepEqual(await single.toArray(), [{ topic: 'c' }]);
+});

@@ -1,0 +1,60 @@
+/**
+ * Room: composition (with app.ts). Cluster mode (REDIS_URL): the Redis connections of one bridge
+ * instance, made here and handed to the rooms that use them — Aedes's relay and session store
+ * (broker/cluster.ts) and the live stream (bridge/live/broker-redis.ts) — all watched by one
+ * `RedisHealth` (redis.ts).
+ */
+import { RedisLiveBroker } from './bridge/live/broker-redis.js';
+import { type AedesCluster, openAedesCluster } from './broker/cluster.js';
+import type { Logger } from './log.js';
+import { RedisHealth, redactUrl } from './redis.js';
+
+/** Everything cluster mode adds to one bridge instance. */
+export interface ClusterMode {
+  readonly health: RedisHealth;
+  /** For `createBroker({ cluster })`. */
+  readonly aedes: AedesCluster;
+  /** For `createLiveChannel({ broker })`. */
+  readonly live: RedisLiveBroker;
+  /** Not ready while any Redis connection is down. */
+  readiness(): { ok: boolean; reason?: string };
+  /** After the broker and the live channel closed: ends every Redis connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens cluster mode for REDIS_URL: Aedes's relay and session store, and the live channel's stream.
+ * @throws when Redis cannot be reached at start-up (the bridge does not start half-clustered).
+ */
+export async function openClusterMode(
+  url: string,
+  live: { readonly historyCount: number; readonly historyBytes: number },
+  log: Logger,
+): Promise<ClusterMode> {
+  const health = new RedisHealth(log);
+  try {
+    const aedes = await openAedesCluster(url, health, log);
+    const liveBroker = await RedisLiveBroker.open({
+      url,
+      health,
+      log,
+      historyCount: live.historyCount,
+      historyBytes: live.historyBytes,
+    });
+    log.info({ redis: redactUrl(url) }, 'cluster mode: MQTT relay, sessions and live stream on Redis');
+    return {
+      health,
+      aedes,
+      live: liveBroker,
+      readiness: () => health.readiness(),
+      async close() {
+        await liveBroker.close();
+        await aedes.close();
+        health.close();
+      },
+    };
+  } catch (err) {
+    health.close();
+    throw err;
+  }
+}
