@@ -8,7 +8,7 @@ import { connect as netConnect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { LOGIN_THROTTLE } from '../src/broker/login-throttle.js';
+import { LOGIN_THROTTLE } from '../src/auth/login-throttle.js';
 import { startTestBridge, type TestBridge } from './support/bridge.js';
 
 let t: TestBridge;
