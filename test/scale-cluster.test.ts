@@ -194,8 +194,15 @@ describe('three instances on one Redis', { skip }, () => {
 
   test('a browser moved from B to C with its cursor: no gap, no duplicate', async () => {
     const dev = await device('dev-1', a.mqttUrl);
+    // Another browser on C: it sees an event once C's stream reader has read it.
+    const watchC = await LiveTestClient.connect(`ws://127.0.0.1:${c.bridge.ports.http}/live`, token);
+    watchC.send({ type: 'subscribe', id: 'w', feeds: ['telemetry/dev-1'] });
+    assert.equal((await watchC.next()).type, 'subscribed');
     const onB = await LiveTestClient.connect(`ws://127.0.0.1:${b.bridge.ports.http}/live`, token);
     onB.send({ type: 'subscribe', id: 's1', feeds: ['telemetry/dev-1'] });
+    // Subscribed before the publishes: else B may have read them all already and answer with a
+    // snapshot of seq 14 instead of the live events this test follows.
+    assert.equal((await onB.next()).type, 'subscribed');
     for (let seq = 10; seq < 15; seq++)
       await publishAcked(dev, 'devices/dev-1/telemetry', sample('dev-1', seq));
     let last: Record<string, unknown> | undefined;
@@ -205,6 +212,12 @@ describe('three instances on one Redis', { skip }, () => {
     // While the browser is away, more readings (some on B's and C's own devices path: through A).
     for (let seq = 15; seq < 20; seq++)
       await publishAcked(dev, 'devices/dev-1/telemetry', sample('dev-1', seq));
+    // The PUBACK does not wait for the stream, and each instance reads it on its own: the move is
+    // made once C has read up to 19 (as it has when a real browser reconnects, after its back-off).
+    // Before that, C rightly answers a cursor it has not read yet with a gap, or replays fewer.
+    let seenOnC: unknown;
+    while (seenOnC !== 19) seenOnC = (await watchC.nextMatching((m) => m.type === 'telemetry'))['seq'];
+    watchC.close();
 
     const onC = await LiveTestClient.connect(`ws://127.0.0.1:${c.bridge.ports.http}/live`, token);
     onC.send({ type: 'subscribe', id: 's2', feeds: ['telemetry/dev-1'], since: last['cursor'] });
