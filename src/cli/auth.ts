@@ -6,7 +6,6 @@
 import { type Auth, openAuth } from '../auth/open-auth.js';
 import { loadConfig } from '../config.js';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
-import { createLogger } from '../log.js';
 import { describeTarget, type RedisTarget } from '../redis-target.js';
 
 /** How long a command waits for Redis, ms (the contract wants an answer within 2 s when it is up). */
@@ -24,9 +23,9 @@ export async function withAuth<T>(
 ): Promise<T> {
   const config = loadConfig(options.env ?? process.env);
   const dataDir = options.dataDir ?? config.dataDir;
-  // Loaded only for Redis: the other commands must not pay for a Redis client's import.
+  // Loaded only for Redis: without it, a command must not pay for a Redis client's or pino's import.
   const health = config.redis
-    ? new (await import('../redis.js')).RedisHealth(createLogger('silent'))
+    ? new (await import('../redis.js')).RedisHealth((await import('../log.js')).createLogger('silent'))
     : undefined;
   let auth: Auth;
   try {
