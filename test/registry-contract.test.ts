@@ -22,6 +22,7 @@ import type { Registry, Removal } from '../src/auth/registry.js';
 import { FileRegistry } from '../src/auth/registry-file.js';
 import { createLogger } from '../src/log.js';
 import { RedisHealth } from '../src/redis.js';
+import { captureLog } from './support/influx.js';
 import { type RedisServer, startRedis } from './support/redis.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
@@ -196,6 +197,10 @@ contract('file (data directory)', async () => {
 
 let redis: RedisServer | undefined;
 const log = createLogger('silent');
+/** What the watching instances report (a lost registry). */
+const authLog = captureLog();
+const lossReports = () =>
+  authLog.lines.filter((l) => /^redis came back without/.test(String(l['msg']))).length;
 
 /** Two handles on the cluster's Redis: a watching one (a bridge) and the CLI's. */
 async function openPair(
@@ -204,7 +209,10 @@ async function openPair(
 ): Promise<{ bridge: Auth; cli: Auth; close(): Promise<void> }> {
   const health = new RedisHealth(log);
   const dir = tempDir('registry-redis');
-  const bridge = await openAuth({ dataDir: dir, redis: { target: { url }, health, watch: true, prefix } });
+  const bridge = await openAuth({
+    dataDir: dir,
+    redis: { target: { url }, health, watch: true, prefix, log: createLogger('error', authLog.stream) },
+  });
   const cli = await openAuth({ dataDir: dir, redis: { target: { url }, health, watch: false, prefix } });
   return {
     bridge,
@@ -289,5 +297,20 @@ describe('Registry in Redis: what the cache must get right', () => {
     } finally {
       await fresh.close();
     }
+  });
+
+  test('Redis back empty, another instance noticed first and put the token key back: still no removal', async (t) => {
+    if (!redis) return t.skip('redis-server missing');
+    const secret = await pair.cli.registry.addDevice('kept-2');
+    assert.ok(await pair.bridge.registry.authenticate('kept-2', pw(secret)));
+    const removedBefore = removals.length;
+    const reportsBefore = lossReports();
+    await conn.flushall();
+    // What the first instance to resync does: the key back (and a new epoch) before this one looks.
+    await conn.set('cache:token-key', 'put-back-by-another-instance');
+    await conn.set('cache:epoch', 'made-by-another-instance');
+    await conn.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await waitFor('the loss reported', () => lossReports() > reportsBefore);
+    assert.equal(removals.length, removedBefore, 'a lost registry is not a removal of everyone');
   });
 });

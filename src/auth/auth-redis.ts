@@ -8,6 +8,7 @@
  * <prefix>:users      hash   name → JSON { salt, hash, createdAt, publish, subscribe }
  * <prefix>:revoked    zset   jti, score = the token's expiry (Unix s)
  * <prefix>:token-key  string the HS256 key, base64url (made once, by whoever needs it first)
+ * <prefix>:epoch      string a random id of this Redis's credentials (made once; see below)
  * <prefix>:changes    pub/sub channel: one JSON `AuthChange` per change, published by the same Lua
  *                     script that makes the change (atomic: no change without its message)
  * ```
@@ -18,11 +19,15 @@
  * asks its listeners to resynchronise (`onResync`) — they re-read what they cached.
  *
  * A Redis that comes back empty (restarted without persistence, or flushed) has lost the cluster's
- * credentials: that is told apart from removals by the token key, which exists as long as the
- * cluster does. Then nothing is announced as removed (connected clients stay), the loss is logged,
- * the instances put their token key back, and new logins are refused until the registry is
- * restored (`telebridge registry import`, or provisioning again).
+ * credentials: that is told apart from removals by the epoch, which each watching instance reads at
+ * start and compares at every resync. Missing or different means lost — whichever instance noticed
+ * first and made a new one, the others still see a different one (the token key could not say so:
+ * the first instance puts it back, and the next one to check took the empty registry for removals).
+ * Then nothing is announced as removed (connected clients stay), the loss is logged, the instances
+ * put their token key back, and new logins are refused until the registry is restored
+ * (`telebridge registry import`, or provisioning again).
  */
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import type { RedisHealth } from '../redis.js';
@@ -41,6 +46,7 @@ export interface AuthKeys {
   readonly users: string;
   readonly revoked: string;
   readonly tokenKey: string;
+  readonly epoch: string;
   readonly changes: string;
 }
 
@@ -50,6 +56,8 @@ export class AuthRedis {
   private readonly resyncListeners = new Set<(lost: boolean) => void>();
   private readonly downListeners = new Set<() => void>();
   private subscribed = false;
+  /** The epoch this instance knows (watching instances only). */
+  private epoch: string | undefined;
 
   private constructor(
     /** Commands (reads, change scripts). */
@@ -64,6 +72,7 @@ export class AuthRedis {
       users: `${prefix}:users`,
       revoked: `${prefix}:revoked`,
       tokenKey: `${prefix}:token-key`,
+      epoch: `${prefix}:epoch`,
       changes: `${prefix}:changes`,
     };
   }
@@ -138,11 +147,15 @@ export class AuthRedis {
       // nothing published from then on is missed, and the listeners can re-read what they cached.
       sub
         .subscribe(this.keys.changes)
-        .then(() => this.cmd.exists(this.keys.tokenKey))
+        .then(async () => {
+          const epoch = await this.cmd.get(this.keys.epoch);
+          if (epoch === this.epoch) return false;
+          this.epoch = await this.claimEpoch();
+          return true;
+        })
         .then(
-          (exists) => {
+          (lost) => {
             this.subscribed = true;
-            const lost = exists === 0;
             if (lost) {
               this.log?.error(
                 { key: this.keys.tokenKey },
@@ -155,7 +168,14 @@ export class AuthRedis {
         );
     });
     await sub.subscribe(this.keys.changes);
+    this.epoch = await this.claimEpoch();
     this.subscribed = true;
+  }
+
+  /** The epoch in Redis, made now (a new random id) if there is none. */
+  private async claimEpoch(): Promise<string | undefined> {
+    await this.cmd.set(this.keys.epoch, randomBytes(12).toString('base64url'), 'NX');
+    return (await this.cmd.get(this.keys.epoch)) ?? undefined;
   }
 }
 
