@@ -22,6 +22,7 @@ import type { Registry, Removal } from '../src/auth/registry.js';
 import { FileRegistry } from '../src/auth/registry-file.js';
 import { createLogger } from '../src/log.js';
 import { RedisHealth } from '../src/redis.js';
+import { contractSuite } from './support/contract.js';
 import { captureLog } from './support/influx.js';
 import { type RedisServer, startRedis } from './support/redis.js';
 import { tempDir } from './support/services.js';
@@ -38,24 +39,15 @@ interface RegistryUnderTest {
 const pw = (secret: string) => Buffer.from(secret);
 
 function contract(name: string, open: () => Promise<RegistryUnderTest | { skip: string }>): void {
-  describe(`Registry contract: ${name}`, () => {
-    let r: RegistryUnderTest;
-    let skip: string | undefined;
-    const removals: Removal[] = [];
-    before(async () => {
-      const opened = await open();
-      if ('skip' in opened) skip = opened.skip;
-      else {
-        r = opened;
-        r.bridge.onRemoved((removal) => removals.push(removal));
-      }
-    });
-    after(async () => {
-      await r?.close();
-    });
-
-    test('a device: created with a secret, listed, logs in with it only', async (t) => {
-      if (skip) return t.skip(skip);
+  const removals: Removal[] = [];
+  const watched = async () => {
+    const opened = await open();
+    if (!('skip' in opened)) opened.bridge.onRemoved((removal) => removals.push(removal));
+    return opened;
+  };
+  contractSuite(`Registry contract: ${name}`, watched, ({ test, subject }) => {
+    test('a device: created with a secret, listed, logs in with it only', async () => {
+      const r = subject();
       const secret = await r.cli.addDevice('dev-a');
       assert.match(secret, /^[A-Za-z0-9_-]{43}$/);
       assert.deepEqual(
@@ -70,8 +62,8 @@ function contract(name: string, open: () => Promise<RegistryUnderTest | { skip: 
       assert.equal(await r.bridge.hasDeviceNow('nobody'), false);
     });
 
-    test('names are checked; devices and users share one namespace', async (t) => {
-      if (skip) return t.skip(skip);
+    test('names are checked; devices and users share one namespace', async () => {
+      const r = subject();
       await assert.rejects(r.cli.addDevice('bad id'), { code: 'E_REGISTRY', message: /invalid device id/ });
       await assert.rejects(r.cli.addDevice('dev-a'), { code: 'E_REGISTRY', message: /already exists/ });
       await assert.rejects(r.cli.addUser('dev-a', { publish: [], subscribe: [] }), {
@@ -84,8 +76,8 @@ function contract(name: string, open: () => Promise<RegistryUnderTest | { skip: 
       assert.equal(await r.cli.removeUser('dev-a'), false, 'a device is not removed as a user');
     });
 
-    test('a user logs in with its rights', async (t) => {
-      if (skip) return t.skip(skip);
+    test('a user logs in with its rights', async () => {
+      const r = subject();
       const secret = await r.cli.addUser('backend', {
         publish: ['plant/#'],
         subscribe: ['devices/+/telemetry'],
@@ -104,8 +96,8 @@ function contract(name: string, open: () => Promise<RegistryUnderTest | { skip: 
       assert.equal(await r.bridge.hasDeviceNow('backend'), false);
     });
 
-    test('a batch: all or nothing; `replace` gives existing devices new secrets', async (t) => {
-      if (skip) return t.skip(skip);
+    test('a batch: all or nothing; `replace` gives existing devices new secrets', async () => {
+      const r = subject();
       await assert.rejects(r.cli.addDevices(['batch-1', 'backend']), { message: /'backend' already exists/ });
       assert.equal(await r.bridge.hasDeviceNow('batch-1'), false, 'nothing of a refused batch is written');
       const first = await r.cli.addDevices(['batch-1', 'batch-2']);
@@ -123,8 +115,8 @@ function contract(name: string, open: () => Promise<RegistryUnderTest | { skip: 
       await assert.rejects(r.cli.addDevices(['backend'], { replace: true }), { message: /already exists/ });
     });
 
-    test('removed elsewhere: announced to the bridge, and the secret stops working', async (t) => {
-      if (skip) return t.skip(skip);
+    test('removed elsewhere: announced to the bridge, and the secret stops working', async () => {
+      const r = subject();
       const device = await r.cli.addDevice('dev-gone');
       const user = await r.cli.addUser('user-gone', { publish: [], subscribe: ['#'] });
       assert.ok(await r.bridge.authenticate('dev-gone', pw(device)), 'logged in (and cached)');
@@ -146,16 +138,16 @@ function contract(name: string, open: () => Promise<RegistryUnderTest | { skip: 
       assert.equal(await r.bridge.authenticate('dev-gone', pw(device)), undefined);
     });
 
-    test('added elsewhere: the bridge lets it in at once', async (t) => {
-      if (skip) return t.skip(skip);
+    test('added elsewhere: the bridge lets it in at once', async () => {
+      const r = subject();
       assert.equal(await r.bridge.hasDeviceNow('dev-new'), false);
       const secret = await r.cli.addDevice('dev-new');
       assert.equal(await r.bridge.hasDeviceNow('dev-new'), true);
       assert.ok(await r.bridge.authenticate('dev-new', pw(secret)));
     });
 
-    test('records → import keeps the hashes (the secrets keep working); existing names are kept', async (t) => {
-      if (skip) return t.skip(skip);
+    test('records → import keeps the hashes (the secrets keep working); existing names are kept', async () => {
+      const r = subject();
       const source = await FileRegistry.open(tempDir('registry-import'));
       const moved = await source.addDevice('imp-1');
       const movedUser = await source.addUser('imp-user', { publish: ['x/#'], subscribe: [] });
@@ -252,6 +244,20 @@ describe('Registry in Redis: what the cache must get right', () => {
     await redis?.stop();
   });
 
+  /** A device added by the CLI and logged in once on the bridge, so the bridge has it cached. */
+  const cachedDevice = async (id: string): Promise<string> => {
+    const secret = await pair.cli.registry.addDevice(id);
+    assert.ok(await pair.bridge.registry.authenticate(id, pw(secret)));
+    return secret;
+  };
+
+  /** The CLI removes a device: the bridge announces the removal and refuses its secret. */
+  const removedOnTheBridge = async (id: string, secret: string): Promise<void> => {
+    await pair.cli.registry.removeDevice(id);
+    await waitFor(`the removal of ${id} announced`, () => removals.some((r) => r.name === id));
+    assert.equal(await pair.bridge.registry.authenticate(id, pw(secret)), undefined);
+  };
+
   const calls = async (command: string): Promise<number> => {
     const info = await conn.info('commandstats');
     return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
@@ -259,31 +265,24 @@ describe('Registry in Redis: what the cache must get right', () => {
 
   test('a login cached once costs no Redis round trip after', async (t) => {
     if (!redis) return t.skip('redis-server missing');
-    const secret = await pair.cli.registry.addDevice('cached-1');
-    assert.ok(await pair.bridge.registry.authenticate('cached-1', pw(secret)));
+    const secret = await cachedDevice('cached-1');
     const before = await calls('hget');
     for (let i = 0; i < 5; i++) assert.ok(await pair.bridge.registry.authenticate('cached-1', pw(secret)));
     assert.equal(await calls('hget'), before, 'no HGET for a cached name');
-    await pair.cli.registry.removeDevice('cached-1');
-    await waitFor('the removal', () => removals.some((r) => r.name === 'cached-1'));
-    assert.equal(await pair.bridge.registry.authenticate('cached-1', pw(secret)), undefined);
+    await removedOnTheBridge('cached-1', secret);
   });
 
   test('the change channel cut: a removal made meanwhile is announced once it is back', async (t) => {
     if (!redis) return t.skip('redis-server missing');
-    const secret = await pair.cli.registry.addDevice('cut-1');
-    assert.ok(await pair.bridge.registry.authenticate('cut-1', pw(secret)));
+    const secret = await cachedDevice('cut-1');
     // Kill the subscriber and remove at once: the message may go nowhere; the resync must find it.
     await conn.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await pair.cli.registry.removeDevice('cut-1');
-    await waitFor('the removal announced', () => removals.some((r) => r.name === 'cut-1'));
-    assert.equal(await pair.bridge.registry.authenticate('cut-1', pw(secret)), undefined);
+    await removedOnTheBridge('cut-1', secret);
   });
 
   test('Redis back empty: no one is announced removed, logins are refused, the token key is put back', async (t) => {
     if (!redis) return t.skip('redis-server missing');
-    const secret = await pair.cli.registry.addDevice('kept-1');
-    assert.ok(await pair.bridge.registry.authenticate('kept-1', pw(secret)));
+    const secret = await cachedDevice('kept-1');
     const { token } = await pair.bridge.tokens.create({ feeds: ['#'] });
     const removedBefore = removals.length;
     await conn.flushall();
@@ -301,8 +300,7 @@ describe('Registry in Redis: what the cache must get right', () => {
 
   test('Redis back empty, another instance noticed first and put the token key back: still no removal', async (t) => {
     if (!redis) return t.skip('redis-server missing');
-    const secret = await pair.cli.registry.addDevice('kept-2');
-    assert.ok(await pair.bridge.registry.authenticate('kept-2', pw(secret)));
+    await cachedDevice('kept-2');
     const removedBefore = removals.length;
     const reportsBefore = lossReports();
     await conn.flushall();
