@@ -5,8 +5,9 @@
  */
 import type { Server } from 'node:net';
 import { hostname } from 'node:os';
-import { Registry } from './auth/registry.js';
-import { openTokenService } from './auth/tokens.js';
+import { openAuth } from './auth/open-auth.js';
+import type { Registry } from './auth/registry.js';
+import type { TokenService } from './auth/tokens.js';
 import { createLiveChannel, LiveHub } from './bridge/live/index.js';
 import type { LiveChannel } from './bridge/live/types.js';
 import { Pipeline } from './bridge/pipeline.js';
@@ -30,6 +31,10 @@ export interface BridgeHandle {
   /** The bound ports (differ from the config when it asked for port 0). */
   readonly ports: { readonly mqtt: number; readonly mqtts?: number; readonly http: number };
   readonly metrics: Metrics;
+  /** Devices and users: the data directory's, or the cluster's in Redis (REDIS_URL). */
+  readonly registry: Registry;
+  /** Browser tokens, signed with the data directory's key or the cluster's. */
+  readonly tokens: TokenService;
   readonly broker: Broker;
   readonly live: LiveChannel;
   /** The live channel's hub: what accepted messages stream through to browsers. */
@@ -55,20 +60,34 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const schemas = loadSchemas(config.schemas, config.schemaDir);
-  const registry = await Registry.open(config.dataDir);
-  const tokens = await openTokenService(config.dataDir);
   const storage = await openStorage({ config, log, metrics }); // names its own module in the log
   if (!storage) log.info('storage off: INFLUX_URL is not set; readings are streamed live but not stored');
-  // Cluster mode (REDIS_URL): relay, MQTT sessions and the live stream on Redis; the spool stays local.
+  // Cluster mode (REDIS_URL): relay, MQTT sessions, the live stream, devices, users and tokens on
+  // Redis; the spool stays local.
   let cluster: ClusterMode | undefined;
-  if (config.redisUrl) {
-    try {
-      cluster = await openClusterMode(config.redisUrl, config.live, log.child({ module: 'redis' }));
-    } catch (err) {
-      await storage?.close(0);
-      throw err;
-    }
+  let auth: Awaited<ReturnType<typeof openAuth>>;
+  try {
+    if (config.redis)
+      cluster = await openClusterMode(config.redis, config.live, log.child({ module: 'redis' }));
+    auth = await openAuth({
+      dataDir: config.dataDir,
+      ...(cluster
+        ? {
+            redis: {
+              target: cluster.target,
+              health: cluster.health,
+              watch: true,
+              log: log.child({ module: 'auth' }),
+            },
+          }
+        : {}),
+    });
+  } catch (err) {
+    await cluster?.close();
+    await storage?.close(0);
+    throw err;
   }
+  const { registry, tokens } = auth;
 
   const timers: NodeJS.Timeout[] = [];
   if (!config.auth) {
@@ -151,6 +170,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     await live.close();
     await broker.close();
     await hub.close();
+    await auth.close();
     await cluster?.close();
     await storage?.close(0);
     throw err;
@@ -170,6 +190,8 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     config,
     ports,
     metrics,
+    registry,
+    tokens,
     broker,
     live,
     hub,
@@ -183,6 +205,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
         await live.close();
         await broker.close();
         await hub.close();
+        await auth.close();
         await cluster?.close();
         for (const s of servers) (s as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
         await stopped;

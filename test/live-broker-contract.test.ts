@@ -189,7 +189,7 @@ contract(
     return async (historyCount) => {
       const health = new RedisHealth(log);
       const broker = await RedisLiveBroker.open({
-        url: started.url,
+        redis: { url: started.url },
         health,
         log,
         historyCount,

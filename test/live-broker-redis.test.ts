@@ -1,7 +1,8 @@
 /**
  * What the Redis Streams live broker adds to the LiveBroker contract (test/live-broker-contract.test.ts),
  * against a real redis-server: cursors shared between two brokers on one Redis, a broker started
- * later that finds the history and the latest state, and a Redis outage.
+ * later that finds the history and the latest state, a Redis outage, and lost events never silent:
+ * a publisher's skipped number is a gap, a repeated one is not delivered twice.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
@@ -25,7 +26,7 @@ async function open(
   if ('skip' in redis) throw new Error('no redis');
   const health = new RedisHealth(log);
   const broker = await RedisLiveBroker.open({
-    url: redis.url,
+    redis: { url: redis.url },
     health,
     log,
     historyCount,
@@ -125,10 +126,42 @@ describe('RedisLiveBroker', { skip }, () => {
     }
   });
 
-  test('Redis restarts: not ready and events dropped while away; the reader resumes after', async () => {
+  test("a publisher's numbering: a skipped number is a gap (told, and resumes across it refused); a repeat is not delivered", async () => {
+    if ('skip' in redis) return;
+    const prefix = `t${++prefixes}`;
+    const reader = await open(prefix);
+    const seen: (number | 'gap')[] = [];
+    reader.broker.onMessage((e) => seen.push(JSON.parse(String(e.json)).seq as number));
+    reader.broker.onGap(() => seen.push('gap'));
+    const raw = await reader.health.connect({ url: redis.url }, 'raw');
+    const add = (n: number, seq: number) =>
+      raw.xadd(`${prefix}:stream`, '*', 'e', `telemetry\x1fd9\x1f${seq}\x1f{"seq":${seq}}`, 'p', `pubX:${n}`);
+    try {
+      await add(1, 1);
+      await add(2, 2);
+      await add(4, 4); // number 3 never arrived: lost on the way
+      await add(4, 4); // resent after a reconnect
+      await add(5, 5);
+      await waitFor('five entries read', () => seen.filter((s) => s !== 'gap').length >= 4);
+      assert.deepEqual(seen, [1, 2, 'gap', 4, 5]);
+      const cursors = reader.events.map((e) => e.cursor);
+      assert.equal(reader.broker.after(cursors[1]!, 10), 'gap', 'a resume from before the loss');
+      assert.deepEqual(seqs(reader.broker.after(cursors[2]!, 10)), [5], 'from after it: exact');
+      assert.equal(reader.broker.gaps, 1);
+    } finally {
+      raw.disconnect();
+      await reader.broker.close();
+      reader.health.close();
+    }
+  });
+
+  test('Redis restarts: not ready and events dropped while away; the reader resumes after, with a gap', async () => {
     if ('skip' in redis) return;
     const prefix = `t${++prefixes}`;
     const a = await open(prefix);
+    const order: (number | 'gap')[] = [];
+    a.broker.onMessage((e) => order.push(JSON.parse(String(e.json)).seq as number));
+    a.broker.onGap(() => order.push('gap'));
     try {
       publish(a.broker, 'd1', 1);
       await waitFor('first event', () => a.events.length === 1);
@@ -146,6 +179,9 @@ describe('RedisLiveBroker', { skip }, () => {
       publish(a.broker, 'd1', 3);
       await waitFor('the event after the outage', () => a.events.length === 2, { timeoutMs: 15_000 });
       assert.deepEqual(seqs(a.events), [1, 3]);
+      // Event 2 was dropped: said before event 3, never a silent hole.
+      assert.deepEqual(order, [1, 'gap', 3]);
+      assert.equal(a.broker.after(a.events[0]!.cursor, 10), 'gap');
     } finally {
       await a.broker.close();
       a.health.close();

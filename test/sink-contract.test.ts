@@ -220,7 +220,7 @@ contract('live hub (Redis live broker)', async () => {
   redis = started;
   const health = new RedisHealth(log);
   const broker = await RedisLiveBroker.open({
-    url: started.url,
+    redis: { url: started.url },
     health,
     log,
     historyCount: 100,
