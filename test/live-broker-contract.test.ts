@@ -20,6 +20,7 @@ import { type FeedPattern, parseFeedFilter } from '../src/feeds.js';
 import { createLogger } from '../src/log.js';
 import { RedisHealth } from '../src/redis.js';
 import { contractSuite } from './support/contract.js';
+import { publishSeq, seqs } from './support/live-events.js';
 import { startRedis } from './support/redis.js';
 import { waitFor } from './support/wait.js';
 
@@ -31,18 +32,6 @@ interface Brokers {
 
 const log = createLogger('silent');
 const ALL: FeedPattern[] = [{ kind: undefined, device: undefined }];
-
-function publish(broker: LiveBroker, device: string, seq: number): void {
-  broker.publish({
-    kind: 'telemetry',
-    device,
-    time: seq,
-    body: { seq, time: seq, values: { v: seq }, labels: {} },
-  });
-}
-
-const seqs = (events: readonly LiveEvent[] | 'gap') =>
-  events === 'gap' ? 'gap' : events.map((e) => JSON.parse(String(e.json)).seq as number);
 
 function contract(name: string, open: () => Promise<Brokers | { skip: string }>) {
   contractSuite(`LiveBroker contract: ${name}`, open, ({ test, subject }) => {
@@ -72,7 +61,7 @@ function contract(name: string, open: () => Promise<Brokers | { skip: string }>)
       const { broker, events } = await brokerUnderTest();
       const second: LiveEvent[] = [];
       broker.onMessage((e) => second.push(e));
-      publish(broker, 'd1', 1);
+      publishSeq(broker, 'd1', 1);
       await waitFor('the event', () => events.length === 1 && second.length === 1);
       const e = events[0]!;
       assert.equal(second[0], e, 'every listener gets the same event');
@@ -88,7 +77,7 @@ function contract(name: string, open: () => Promise<Brokers | { skip: string }>)
 
     test('listeners get every event in cursor order, already in after() and latest()', async () => {
       const { broker, events, violations } = await brokerUnderTest();
-      for (let i = 1; i <= 30; i++) publish(broker, `d${i % 4}`, i);
+      for (let i = 1; i <= 30; i++) publishSeq(broker, `d${i % 4}`, i);
       await waitFor('30 events', () => events.length === 30);
       assert.deepEqual(
         seqs(events),
@@ -99,7 +88,7 @@ function contract(name: string, open: () => Promise<Brokers | { skip: string }>)
 
     test('after(): exact replay, [] at the head, pages by limit; gap when unknown', async () => {
       const { broker, events } = await brokerUnderTest();
-      for (let i = 1; i <= 8; i++) publish(broker, 'd1', i);
+      for (let i = 1; i <= 8; i++) publishSeq(broker, 'd1', i);
       await waitFor('8 events', () => events.length === 8);
       assert.deepEqual(seqs(broker.after(events[2]!.cursor, 100)), [4, 5, 6, 7, 8]);
       assert.deepEqual(seqs(broker.after(events[4]!.cursor, 2)), [6, 7]);
@@ -113,7 +102,7 @@ function contract(name: string, open: () => Promise<Brokers | { skip: string }>)
 
     test('bounded history: older cursors get gap; the newest historyCount still replay', async () => {
       const { broker, events } = await brokerUnderTest(5);
-      for (let i = 1; i <= 12; i++) publish(broker, 'd1', i);
+      for (let i = 1; i <= 12; i++) publishSeq(broker, 'd1', i);
       await waitFor('12 events', () => events.length === 12);
       // The newest 5 are kept: resuming after the 7th is exact, after the 6th is not.
       assert.deepEqual(seqs(broker.after(events[6]!.cursor, 100)), [8, 9, 10, 11, 12]);
@@ -122,9 +111,9 @@ function contract(name: string, open: () => Promise<Brokers | { skip: string }>)
 
     test('latest(): the newest per feed, matching the patterns, in cursor order', async () => {
       const { broker, events } = await brokerUnderTest();
-      publish(broker, 'b', 1);
-      publish(broker, 'a', 2);
-      publish(broker, 'b', 3);
+      publishSeq(broker, 'b', 1);
+      publishSeq(broker, 'a', 2);
+      publishSeq(broker, 'b', 3);
       broker.publish({
         kind: 'status',
         device: 'a',
