@@ -22,6 +22,7 @@ import {
   holdReads,
   interceptSocketReads,
   type MqEmitter,
+  memorySessionStore,
   pushOnward,
   releaseReads,
   replaceDeliveries,
@@ -30,7 +31,11 @@ import {
 } from './aedes-internals.js';
 
 /** A connected MQTT client of `aedes` over an in-memory stream; `out` collects what Aedes writes. */
-async function connectClient(aedes: Aedes, clientId: string): Promise<{ client: Client; out: Buffer[] }> {
+async function connectClient(
+  aedes: Aedes,
+  clientId: string,
+  clean = true,
+): Promise<{ client: Client; out: Buffer[] }> {
   const out: Buffer[] = [];
   const inbound = new PassThrough();
   const stream = new Duplex({
@@ -49,7 +54,7 @@ async function connectClient(aedes: Aedes, clientId: string): Promise<{ client: 
       protocolId: 'MQTT',
       protocolVersion: 4,
       clientId,
-      clean: true,
+      clean,
       keepalive: 0,
     }),
   );
@@ -171,4 +176,48 @@ test('retainedStreamsAsReadable turns the async generators Aedes would .pipe() i
   assert.deepEqual(await combi.toArray(), [{ topic: 'a' }, { topic: 'b' }]);
   const single = persistence.createRetainedStream('c') as Readable;
   assert.deepEqual(await single.toArray(), [{ topic: 'c' }]);
+});
+
+/** The PUBLISH packets among the bytes Aedes wrote. */
+function publishesIn(out: readonly Buffer[]): { topic: string; payload: string; qos: number }[] {
+  const parser = mqttPacket.parser();
+  const seen: { topic: string; payload: string; qos: number }[] = [];
+  parser.on('packet', (p: mqttPacket.Packet) => {
+    if (p.cmd === 'publish') seen.push({ topic: p.topic, payload: String(p.payload), qos: p.qos });
+  });
+  for (const chunk of out) parser.parse(chunk);
+  return seen;
+}
+
+test('memorySessionStore: a persistent session gets what was queued while away, a clean one discards it, and a client nothing was queued for gets an empty queue', async () => {
+  const store = memorySessionStore() as { outgoingStream(client: { id: string }): unknown };
+  assert.deepEqual([...(store.outgoingStream({ id: 'never-queued' }) as unknown[])], []);
+  const aedes = await Aedes.createBroker({ persistence: store as never });
+  const publish = (payload: string) =>
+    new Promise<void>((resolve) =>
+      aedes.publish(
+        { cmd: 'publish', topic: 'q/a', payload: Buffer.from(payload), qos: 1, retain: false, dup: false },
+        () => resolve(),
+      ),
+    );
+  const closed = (client: Client) => new Promise<void>((resolve) => client.close(() => resolve()));
+  try {
+    const first = await connectClient(aedes, 'keeper', false);
+    await new Promise<void>((resolve) => first.client.subscribe({ topic: 'q/#', qos: 1 }, () => resolve()));
+    await closed(first.client);
+    await publish('while away');
+    assert.ok(store.outgoingStream({ id: 'keeper' }) instanceof Readable, 'queued: the store is asked');
+
+    const back = await connectClient(aedes, 'keeper', false);
+    assert.deepEqual(publishesIn(back.out), [{ topic: 'q/a', payload: 'while away', qos: 1 }]);
+    await closed(back.client);
+
+    // Queued again (never acknowledged above, and a new one), then a clean session: nothing of it
+    // arrives [MQTT-3.1.2-6].
+    await publish('second');
+    const clean = await connectClient(aedes, 'keeper', true);
+    assert.deepEqual(publishesIn(clean.out), []);
+  } finally {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  }
 });

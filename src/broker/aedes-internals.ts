@@ -1,9 +1,9 @@
 /**
  * Room: broker. Every use of a private field, or a replaced method, of the packages the broker is
  * built on — Aedes 1.2 (its per-client delivery functions, subscriptions and keepalive timer), the
- * Node streams Aedes reads (`push` of a socket, `read` of a connection), mqemitter-redis and
- * aedes-persistence-redis — in this one file, behind small typed functions. Nothing else in the code
- * casts into those packages.
+ * Node streams Aedes reads (`push` of a socket, `read` of a connection), aedes-persistence (the
+ * in-memory session store), mqemitter-redis and aedes-persistence-redis — in this one file, behind
+ * small typed functions. Nothing else in the code casts into those packages.
  *
  * Aedes is pinned exactly in package.json, and `checkAedesInternals` runs at start-up on a probe
  * connection: if a field or method is missing or has another shape (an upgrade changed it), start-up
@@ -133,6 +133,71 @@ export function subscriptionsOf(client: Client): Record<string, { qos: number }>
 export function refreshKeepalive(client: Client): void {
   internals(client)._keepaliveTimer?.refresh();
 }
+
+// ─── The in-memory session store ────────────────────────────────────────────────────────────────
+
+/** What the session store wrapper touches of aedes-persistence's in-memory store. */
+interface OutgoingQueues {
+  setup(broker: unknown): Promise<void>;
+  outgoingEnqueue(sub: { clientId: string }, packet: unknown): Promise<void>;
+  outgoingEnqueueCombi(subs: readonly { clientId: string }[], packet: unknown): Promise<void>;
+  outgoingStream(client: { id: string }): unknown;
+}
+
+/**
+ * Aedes's default session store — aedes-persistence's in-memory store, the copy Aedes itself depends
+ * on — as Aedes 1.2 calls it: through its promise class. The package's default export wraps it in a
+ * callback layer Aedes never uses, which wraps each outgoing stream in a second Readable.
+ *
+ * Every CONNECT runs `pipeline(persistence.outgoingStream(client), through(…))` to send, or for a
+ * clean session discard, what was queued for the client while it was away: a Readable over an async
+ * iterator, a Transform, end-of-stream hooks, an AbortController — about 10 KiB of allocations that
+ * span several event-loop turns, so during a burst of connections most of it outlives a scavenge,
+ * lands in the old generation and stays there as garbage until V8's next full GC (measured, 10,000
+ * idle TCP connections: 4.5 KiB of RSS per connection). A client for which nothing was ever queued
+ * here gets an empty array instead, which `pipeline` reads to its end in the same turn.
+ * @throws TelebridgeError (E_INTERNALS) when the installed aedes-persistence lacks what this uses.
+ */
+export function memorySessionStore(): unknown {
+  const fromAedes = createRequire(import.meta.resolve('aedes'));
+  let store: OutgoingQueues;
+  try {
+    const MemoryPersistence = fromAedes('aedes-persistence/asyncPersistence.js') as new () => OutgoingQueues;
+    store = new MemoryPersistence();
+  } catch (err) {
+    throw internalsError('aedes-persistence', [
+      `its promise class cannot be loaded (${(err as Error).message})`,
+    ]);
+  }
+  const missing = (['setup', 'outgoingEnqueue', 'outgoingEnqueueCombi', 'outgoingStream'] as const)
+    .filter((method) => typeof store[method] !== 'function')
+    .map((method) => `${method} is missing`);
+  if (missing.length > 0) throw internalsError('aedes-persistence', missing);
+  // Aedes refuses a store whose setup is not an async function (it awaits it).
+  if (store.setup.constructor.name !== 'AsyncFunction')
+    throw internalsError('aedes-persistence', ['setup is not async']);
+
+  /** Clients something was ever queued for (persistent sessions that missed QoS 1/2 messages). */
+  const queuedFor = new Set<string>();
+  const enqueue = store.outgoingEnqueue;
+  const enqueueCombi = store.outgoingEnqueueCombi;
+  const outgoing = store.outgoingStream;
+  store.outgoingEnqueue = function (this: OutgoingQueues, sub, packet) {
+    queuedFor.add(sub.clientId);
+    return enqueue.call(this, sub, packet);
+  };
+  store.outgoingEnqueueCombi = function (this: OutgoingQueues, subs, packet) {
+    for (const sub of subs) queuedFor.add(sub.clientId);
+    return enqueueCombi.call(this, subs, packet);
+  };
+  store.outgoingStream = function (this: OutgoingQueues, client) {
+    return queuedFor.has(client.id) ? outgoing.call(this, client) : NOTHING_QUEUED;
+  };
+  return store;
+}
+
+/** What a client nothing was queued for gets: `pipeline` takes an iterable as its source. Never written to. */
+const NOTHING_QUEUED: readonly unknown[] = Object.freeze([]);
 
 // ─── Node streams as Aedes reads them ───────────────────────────────────────────────────────────
 

@@ -32,7 +32,7 @@ import type { Config } from '../config.js';
 import { CONNACK, type ConnackCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { checkAedesInternals, refreshKeepalive } from './aedes-internals.js';
+import { checkAedesInternals, memorySessionStore, refreshKeepalive } from './aedes-internals.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { deliverAtMaxQos } from './conformance.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
@@ -196,7 +196,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   }
 
   const aedes = await Aedes.createBroker({
-    ...(deps.cluster ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence } : {}),
+    ...(deps.cluster
+      ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence }
+      : { persistence: memorySessionStore() }),
     concurrency: 100,
     // A subscriber that stops reading is dropped within seconds instead of stalling delivery.
     drainTimeout: config.limits.drainTimeoutMs,
