@@ -18,24 +18,33 @@ import {
   AEDES_VERSION,
   checkAedesInternals,
   checkRelayInternals,
+  closeClientOf,
   type DeliveredPacket,
+  forgetConnectPacket,
   holdReads,
   interceptSocketReads,
   type MqEmitter,
   memorySessionStore,
+  prepareSubscriber,
   pushOnward,
   releaseReads,
   replaceDeliveries,
   retainedStreamsAsReadable,
   subscriptionsOf,
+  trimClient,
 } from './aedes-internals.js';
 
-/** A connected MQTT client of `aedes` over an in-memory stream; `out` collects what Aedes writes. */
+/**
+ * A connected MQTT client of `aedes` over an in-memory stream; `out` collects what Aedes writes,
+ * `send` writes packets to it. `trim`: trimmed as the broker does (trimClient, and the stream's
+ * 'close' closing the client).
+ */
 async function connectClient(
   aedes: Aedes,
   clientId: string,
   clean = true,
-): Promise<{ client: Client; out: Buffer[] }> {
+  options: { trim?: boolean; will?: { topic: string; payload: Buffer } } = {},
+): Promise<{ client: Client; out: Buffer[]; stream: Duplex; send(packet: mqttPacket.Packet): void }> {
   const out: Buffer[] = [];
   const inbound = new PassThrough();
   const stream = new Duplex({
@@ -47,19 +56,25 @@ async function connectClient(
   });
   inbound.on('data', (chunk) => stream.push(chunk));
   const client = aedes.handle(stream);
+  if (options.trim) {
+    trimClient(client);
+    stream.on('close', function (this: Duplex) {
+      closeClientOf(this);
+    });
+  }
   const ready = once(aedes, 'clientReady');
-  inbound.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clientId,
-      clean,
-      keepalive: 0,
-    }),
-  );
+  const send = (packet: mqttPacket.Packet) => inbound.write(mqttPacket.generate(packet));
+  send({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clientId,
+    clean,
+    keepalive: 0,
+    ...(options.will ? { will: { ...options.will, qos: 0, retain: false } } : {}),
+  });
   await ready;
-  return { client, out };
+  return { client, out, stream, send };
 }
 
 test('checkAedesInternals passes on the pinned Aedes and names the version and what is missing otherwise', async () => {
@@ -217,6 +232,96 @@ test('memorySessionStore: a persistent session gets what was queued while away, 
     await publish('second');
     const clean = await connectClient(aedes, 'keeper', true);
     assert.deepEqual(publishesIn(clean.out), []);
+  } finally {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  }
+});
+
+test('trimClient: a trimmed client still closes on the stream ending, on its close and on a parse error; its will goes out', {
+  timeout: 10_000,
+}, async () => {
+  const aedes = await Aedes.createBroker({
+    preConnect(client, packet, callback) {
+      forgetConnectPacket(client, packet);
+      callback(null, true);
+    },
+  });
+  try {
+    const wills: string[] = [];
+    aedes.on('publish', (packet) => {
+      if (packet.topic === 'wills') wills.push(String(packet.payload));
+    });
+    const will = (id: string) => ({ topic: 'wills', payload: Buffer.from(id) });
+
+    // The stream closes (a socket reset): the client closes and its will is published.
+    const reset = await connectClient(aedes, 'reset', true, { trim: true, will: will('reset') });
+    const gone = once(aedes, 'clientDisconnect');
+    reset.stream.destroy();
+    await gone;
+    assert.equal(reset.client.closed, true);
+
+    // The stream ends (the peer's FIN).
+    const ended = await connectClient(aedes, 'ended', true, { trim: true, will: will('ended') });
+    const endGone = once(aedes, 'clientDisconnect');
+    ended.stream.push(null);
+    ended.stream.resume();
+    await endGone;
+
+    // A malformed packet: the parser's error closes the connection.
+    const bad = await connectClient(aedes, 'bad', true, { trim: true, will: will('bad') });
+    const badGone = once(aedes, 'clientDisconnect');
+    bad.stream.push(Buffer.from([0x00, 0x00])); // packet type 0 is reserved
+    await badGone;
+    assert.equal(bad.stream.destroyed, true);
+
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(wills.sort(), ['bad', 'ended', 'reset']);
+  } finally {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  }
+});
+
+test('trimClient: clients share no subscriptions; each gets its own at its first SUBSCRIBE, and a write before that fails loudly', {
+  timeout: 10_000,
+}, async () => {
+  const aedes = await Aedes.createBroker({
+    authorizeSubscribe(client, sub, callback) {
+      prepareSubscriber(client);
+      callback(null, sub);
+    },
+    preConnect(client, packet, callback) {
+      forgetConnectPacket(client, packet);
+      callback(null, true);
+    },
+  });
+  try {
+    const a = await connectClient(aedes, 'a', true, { trim: true });
+    const b = await connectClient(aedes, 'b', true, { trim: true });
+    const idle = await connectClient(aedes, 'idle', true, { trim: true });
+    assert.throws(() => {
+      subscriptionsOf(idle.client)['x'] = { qos: 0 };
+    }, TypeError);
+    const subscribed = (c: { client: Client }) => once(aedes, 'subscribe').then(() => c);
+    const aDone = subscribed(a);
+    a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/#', qos: 0 }] });
+    await aDone;
+    const bDone = subscribed(b);
+    b.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'b/+', qos: 1 }] });
+    await bDone;
+    assert.deepEqual(Object.keys(subscriptionsOf(a.client)), ['a/#']);
+    assert.deepEqual(Object.keys(subscriptionsOf(b.client)), ['b/+']);
+    assert.deepEqual(Object.keys(subscriptionsOf(idle.client)), []);
+
+    // Deliveries (and their duplicate counters) work per client after the parser forgot the CONNECT.
+    const delivered = once(aedes, 'publish');
+    aedes.publish(
+      { cmd: 'publish', topic: 'a/1', payload: Buffer.from('one'), qos: 0, retain: false, dup: false },
+      () => {},
+    );
+    await delivered;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(publishesIn(a.out), [{ topic: 'a/1', payload: 'one', qos: 0 }]);
+    assert.deepEqual(publishesIn(b.out), []);
   } finally {
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
   }

@@ -11,6 +11,8 @@
  * the same for the Redis relay in cluster mode. One test per patched behaviour:
  * src/broker/aedes-internals.test.ts and the security-* integration tests named there.
  */
+
+import type { EventEmitter } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
@@ -91,6 +93,7 @@ export function checkAedesInternals(aedes: Aedes): void {
     if (typeof client['deliver0'] === 'function' && (client['deliver0'] as Deliver).length !== 2)
       missing.push('client.deliver0 does not take (packet, callback)');
     if (client['conn'] !== probe) missing.push('client.conn is not the stream it was handed');
+    missing.push(...trimProblems(client as unknown as Client));
   } finally {
     (client as unknown as Client).close();
   }
@@ -133,6 +136,184 @@ export function subscriptionsOf(client: Client): Record<string, { qos: number }>
 export function refreshKeepalive(client: Client): void {
   internals(client)._keepaliveTimer?.refresh();
 }
+
+// ─── What an idle client keeps ──────────────────────────────────────────────────────────────────
+
+/** The listeners and fields of an Aedes client that `trimClient` replaces. */
+interface TrimmableClient {
+  conn: EventEmitter & { client?: Client };
+  _parser: EventEmitter & {
+    client?: Client;
+    settings: { protocolVersion?: number; bridgeMode?: boolean };
+    _list: { length: number };
+    _states: readonly string[];
+  };
+  _eos: () => void;
+  subscriptions: Record<string, unknown>;
+  duplicates: Record<string, unknown>;
+}
+
+/** mqtt-packet's parser states, the same for every parser (each parser gets its own copy). */
+const PARSER_STATES: readonly string[] = Object.freeze([
+  '_parseHeader',
+  '_parseLength',
+  '_parsePayload',
+  '_newPacket',
+]);
+
+/**
+ * The subscriptions and duplicate counters of a client that never subscribed: shared, and frozen so a
+ * path that writes to them without subscribing first fails loudly instead of mixing clients.
+ */
+const NO_SUBSCRIPTIONS: Record<string, never> = Object.freeze(Object.create(null));
+
+/** bl's plain BufferList: the parser's buffer without the Duplex stream mqtt-packet wraps it in. */
+let BufferListClass: (new () => { length: number }) | undefined;
+function bufferListClass(): new () => { length: number } {
+  if (!BufferListClass) {
+    const fromAedes = createRequire(import.meta.resolve('aedes'));
+    const fromParser = createRequire(fromAedes.resolve('mqtt-packet'));
+    BufferListClass = (fromParser('bl') as { BufferList: new () => { length: number } }).BufferList;
+  }
+  return BufferListClass;
+}
+
+/** An event listener, as EventEmitter takes it. */
+type Listener = Parameters<EventEmitter['on']>[1];
+
+function trimmable(client: Client): TrimmableClient {
+  return client as unknown as TrimmableClient;
+}
+
+/** The one listener of `event` named `name` (a bound function Aedes made), or undefined. */
+function boundListener(emitter: EventEmitter, event: string, name: string): Listener | undefined {
+  const found = emitter.rawListeners(event).filter((f) => f.name === name);
+  return found.length === 1 ? (found[0] as Listener) : undefined;
+}
+
+/** What `trimClient` relies on, checked on a fresh client (for `checkAedesInternals`). */
+function trimProblems(client: Client): string[] {
+  const c = trimmable(client);
+  const problems: string[] = [];
+  if (typeof c._eos !== 'function') problems.push('client._eos (end-of-stream cleanup) is missing');
+  if (c.conn?.client !== client) problems.push('conn.client is not the client');
+  const parser = c._parser;
+  if (parser?.client !== client) problems.push('client._parser.client is not the client');
+  else {
+    if (!boundListener(parser, 'error', 'bound emit'))
+      problems.push("the parser's 'error' listener is not Aedes's bound emit");
+    if (typeof parser._list?.length !== 'number' || parser._list.length !== 0)
+      problems.push("the parser's buffer list is missing or not empty");
+    if (!Array.isArray(parser._states) || parser._states.join() !== PARSER_STATES.join())
+      problems.push("the parser's states are not mqtt-packet 9's");
+    if (typeof parser.settings !== 'object') problems.push("the parser's settings are missing");
+  }
+  if (c.conn) {
+    if (!boundListener(c.conn, 'error', 'bound emit'))
+      problems.push("conn's 'error' listener is not Aedes's bound emit");
+    if (!boundListener(c.conn, 'end', 'bound close'))
+      problems.push("conn's 'end' listener is not Aedes's bound close");
+  }
+  for (const field of ['subscriptions', 'duplicates'] as const) {
+    const dict = c[field];
+    if (
+      typeof dict !== 'object' ||
+      dict === null ||
+      Object.getPrototypeOf(dict) !== null ||
+      Object.keys(dict).length > 0
+    )
+      problems.push(`client.${field} is not an empty null-prototype object`);
+  }
+  try {
+    if (typeof bufferListClass().prototype !== 'object') problems.push("bl's BufferList is not a class");
+  } catch (err) {
+    problems.push(`bl's BufferList cannot be loaded (${(err as Error).message})`);
+  }
+  return problems;
+}
+
+/**
+ * Drops what Aedes 1.2 keeps per connection that an idle device never uses (bench/idle-memory.ts
+ * measured each): its end-of-stream hooks (`finished()`: seven closures and their listeners, ~0.7 KiB;
+ * the connection's own 'close' listener closes the client instead, `closeClientOf`), the bound
+ * functions it listens with (one shared function each, reading `this.client`), the Duplex stream
+ * mqtt-packet keeps as a plain buffer list (~1 KiB: a plain BufferList), the parser's copy of its
+ * state names, and the subscriptions and duplicate-counter dictionaries of a client that has not
+ * subscribed (~0.4 KiB; `prepareSubscriber` gives it its own at its first SUBSCRIBE). Call right
+ * after `aedes.handle(conn)`.
+ */
+export function trimClient(client: Client): void {
+  const c = trimmable(client);
+  c._eos();
+  c._eos = noop;
+  swapListener(c.conn, 'error', 'bound emit', emitClientError);
+  swapListener(c.conn, 'end', 'bound close', closeClientOfThis);
+  const parser = c._parser;
+  swapListener(parser, 'error', 'bound emit', emitClientError);
+  parser._list = new (bufferListClass())();
+  parser._states = PARSER_STATES;
+  c.subscriptions = NO_SUBSCRIPTIONS;
+  c.duplicates = NO_SUBSCRIPTIONS;
+}
+
+function swapListener(emitter: EventEmitter, event: string, name: string, shared: Listener): void {
+  const bound = boundListener(emitter, event, name);
+  if (bound) emitter.removeListener(event, bound);
+  emitter.on(event, shared);
+}
+
+/** Aedes's 'error' listeners (on the connection and on its parser), shared: both carry `client`. */
+function emitClientError(this: { client: Client }, err: Error): void {
+  this.client.emit('error', err);
+}
+
+function closeClientOfThis(this: { client?: Client }): void {
+  this.client?.close();
+}
+
+/** Closes the Aedes client of a connection; call from the connection's 'close' listener (see `trimClient`). */
+export function closeClientOf(conn: unknown): void {
+  (conn as { client?: Client }).client?.close();
+}
+
+/**
+ * Gives a client its own subscriptions and duplicate counters, replacing the shared empty ones
+ * `trimClient` left; call before its first subscription is stored (restored ones included: every
+ * subscription passes `authorizeSubscribe` first).
+ */
+export function prepareSubscriber(client: Client): void {
+  const c = trimmable(client);
+  if (c.subscriptions === NO_SUBSCRIPTIONS) c.subscriptions = Object.create(null);
+  if (c.duplicates === NO_SUBSCRIPTIONS) c.duplicates = Object.create(null);
+}
+
+/** Parser settings by protocol version and bridge mode: all a parser reads of them after CONNECT. */
+const parserSettings = new Map<string, { protocolVersion?: number; bridgeMode?: boolean }>();
+
+/**
+ * mqtt-packet's parser keeps the whole CONNECT packet (client id, credentials, will) as its settings
+ * for the connection's life, and reads only its protocol version and bridge mode from it: replaces it
+ * with a shared object holding those two. Call from `preConnect`.
+ */
+export function forgetConnectPacket(
+  client: Client,
+  packet: { protocolVersion?: number; bridgeMode?: boolean },
+): void {
+  const parser = trimmable(client)._parser;
+  if (parser.settings !== packet) return;
+  const key = `${packet.protocolVersion}/${packet.bridgeMode === true}`;
+  let settings = parserSettings.get(key);
+  if (!settings) {
+    settings = Object.freeze({
+      protocolVersion: packet.protocolVersion,
+      bridgeMode: packet.bridgeMode === true,
+    });
+    parserSettings.set(key, settings);
+  }
+  parser.settings = settings;
+}
+
+function noop(): void {}
 
 // ─── The in-memory session store ────────────────────────────────────────────────────────────────
 

@@ -32,7 +32,15 @@ import type { Config } from '../config.js';
 import { CONNACK, type ConnackCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { checkAedesInternals, memorySessionStore, refreshKeepalive } from './aedes-internals.js';
+import {
+  checkAedesInternals,
+  closeClientOf,
+  forgetConnectPacket,
+  memorySessionStore,
+  prepareSubscriber,
+  refreshKeepalive,
+  trimClient,
+} from './aedes-internals.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { deliverAtMaxQos } from './conformance.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
@@ -210,6 +218,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     heartbeatInterval: 60_000,
 
     preConnect(client, packet, callback) {
+      forgetConnectPacket(client, packet);
       const refusal = connectRefusal(packet, config.limits.keepaliveLimitS);
       if (refusal) refused.set(client, refusal);
       if (packet.will) wills.set(client, packet.will.topic);
@@ -330,6 +339,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   function wrapDeliveries(client: Client): void {
     if (subscribers.has(client)) return;
     subscribers.add(client);
+    // Its own subscriptions, before anything (deliverAtMaxQos included) holds on to them.
+    prepareSubscriber(client);
     // [MQTT-3.3.5-1] before any subscription (restored ones included) binds its delivery function.
     deliverAtMaxQos(client);
     // One subscriber that stops reading must not hold up routing for everyone (slow-subscriber.ts).
@@ -341,13 +352,17 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   // Per listener, not per connection: every closure or object made in `handle` is multiplied by the
   // number of idle devices (issue 8, bench/idle-memory.ts).
   const guardOptions = {} as Record<ListenerName, GuardOptions>;
-  const connectionClosed = {} as Record<ListenerName, () => void>;
+  const connectionClosed = {} as Record<ListenerName, (this: unknown) => void>;
   for (const listener of ['tcp', 'tls', 'ws'] as const) {
     guardOptions[listener] = {
       maxPacketBytes: config.maxPacketBytes,
       onViolation: (err) => log.warn({ listener, err: err.message }, 'connection closed by the packet guard'),
     };
-    connectionClosed[listener] = () => metrics.connections.dec({ listener });
+    // Also closes the Aedes client: it stands in for Aedes's own end-of-stream hooks (trimClient).
+    connectionClosed[listener] = function closed(this: unknown) {
+      metrics.connections.dec({ listener });
+      closeClientOf(this);
+    };
   }
 
   const noop = () => {};
@@ -365,11 +380,13 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         guardOptions[listener],
         source,
       );
-      // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection.
-      guarded.on('close', connectionClosed[listener]);
       // Not `req`: Aedes would keep the upgrade request (headers and all, ~1 KiB) for the connection's
       // life, and nothing reads it.
       const client = aedes.handle(guarded);
+      trimClient(client);
+      // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection. Added
+      // after trimClient took Aedes's own hook off: a third listener would grow the list for good.
+      guarded.on('close', connectionClosed[listener]);
       if (!config.auth) return;
       // The login throttle is per address.
       const address = (stream as { remoteAddress?: string }).remoteAddress ?? req?.socket.remoteAddress;
@@ -377,8 +394,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     },
     handleSocket(socket, listener) {
       metrics.connections.inc({ listener });
-      socket.on('close', connectionClosed[listener]);
       const client = aedes.handle(guardSocket(socket, guardOptions[listener]) as Connection);
+      trimClient(client);
+      socket.on('close', connectionClosed[listener]);
       if (config.auth && socket.remoteAddress) addresses.set(client, socket.remoteAddress);
     },
     publish,
