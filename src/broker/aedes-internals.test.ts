@@ -36,6 +36,7 @@ import {
   retainedStreamsAsReadable,
   subscriptionsOf,
   trimClient,
+  writeNumbersUncached,
 } from './aedes-internals.js';
 
 /**
@@ -393,5 +394,35 @@ test('trimClient: clients share no subscriptions; each gets its own at its first
     assert.deepEqual(publishesIn(b.out), []);
   } finally {
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  }
+});
+
+test('writeNumbersUncached: mqtt-packet writes the same bytes without its 16-bit number cache', () => {
+  const packets: mqttPacket.Packet[] = [
+    { cmd: 'puback', messageId: 1 },
+    { cmd: 'puback', messageId: 65_535 },
+    { cmd: 'suback', messageId: 300, granted: [0, 1, 128] },
+    {
+      cmd: 'publish',
+      topic: 't/ü',
+      payload: Buffer.from('x'),
+      qos: 1,
+      messageId: 4660,
+      retain: false,
+      dup: false,
+    },
+  ];
+  const cached = packets.map((p) => mqttPacket.generate(p));
+  const writer = mqttPacket.writeToStream as unknown as { cacheNumbers: boolean };
+  assert.equal(writer.cacheNumbers, true);
+  try {
+    writeNumbersUncached();
+    assert.equal(writer.cacheNumbers, false);
+    assert.deepEqual(
+      packets.map((p) => mqttPacket.generate(p)),
+      cached,
+    );
+  } finally {
+    writer.cacheNumbers = true;
   }
 });

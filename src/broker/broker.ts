@@ -41,6 +41,7 @@ import {
   prepareSubscriber,
   refreshKeepalive,
   trimClient,
+  writeNumbersUncached,
 } from './aedes-internals.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
@@ -326,6 +327,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     authorizeForward: (_client, packet: AedesPublishPacket) => forwarded(packet),
   });
   checkAedesInternals(aedes);
+  writeNumbersUncached();
 
   aedes.on('client', (client) => connected.set(client.id, client));
   aedes.on('clientDisconnect', (client) => {
