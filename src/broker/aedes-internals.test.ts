@@ -9,18 +9,20 @@
  * test/scale-cluster.test.ts, and a will on another device's topic in test/security-devices.test.ts.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { Duplex, PassThrough, Readable } from 'node:stream';
 import { test } from 'node:test';
 import { Aedes, type Client } from 'aedes';
 import mqttPacket from 'mqtt-packet';
 import { rawMqtt } from '../../test/support/raw-mqtt.js';
+import { waitEvent, waitFor } from '../../test/support/wait.js';
 import {
   AEDES_VERSION,
   checkAedesInternals,
   checkRelayInternals,
   closeClientOf,
+  compactListeners,
   type DeliveredPacket,
   firstDelivery,
   forgetConnectPacket,
@@ -35,6 +37,7 @@ import {
   replaceDeliveries,
   retainedStreamsAsReadable,
   subscriptionsOf,
+  sweepKeepalives,
   trimClient,
   writeNumbersUncached,
 } from './aedes-internals.js';
@@ -48,7 +51,7 @@ async function connectClient(
   aedes: Aedes,
   clientId: string,
   clean = true,
-  options: { trim?: boolean; will?: { topic: string; payload: Buffer } } = {},
+  options: { trim?: boolean; will?: { topic: string; payload: Buffer }; keepalive?: number } = {},
 ): Promise<{ client: Client; out: Buffer[]; stream: Duplex; send(packet: mqttPacket.Packet): void }> {
   const out: Buffer[] = [];
   const inbound = new PassThrough();
@@ -75,7 +78,7 @@ async function connectClient(
     protocolVersion: 4,
     clientId,
     clean,
-    keepalive: 0,
+    keepalive: options.keepalive ?? 0,
     ...(options.will ? { will: { ...options.will, qos: 0, retain: false } } : {}),
   });
   await ready;
@@ -264,14 +267,19 @@ test('retainedStreamsAsReadable turns the async generators Aedes would .pipe() i
 });
 
 /** The PUBLISH packets among the bytes Aedes wrote. */
-function publishesIn(out: readonly Buffer[]): { topic: string; payload: string; qos: number }[] {
+/** Every packet in what Aedes wrote. */
+function packetsIn(out: readonly Buffer[]): mqttPacket.Packet[] {
   const parser = mqttPacket.parser();
-  const seen: { topic: string; payload: string; qos: number }[] = [];
-  parser.on('packet', (p: mqttPacket.Packet) => {
-    if (p.cmd === 'publish') seen.push({ topic: p.topic, payload: String(p.payload), qos: p.qos });
-  });
+  const seen: mqttPacket.Packet[] = [];
+  parser.on('packet', (p: mqttPacket.Packet) => seen.push(p));
   for (const chunk of out) parser.parse(chunk);
   return seen;
+}
+
+function publishesIn(out: readonly Buffer[]): { topic: string; payload: string; qos: number }[] {
+  return packetsIn(out).flatMap((p) =>
+    p.cmd === 'publish' ? [{ topic: p.topic, payload: String(p.payload), qos: p.qos }] : [],
+  );
 }
 
 test('memorySessionStore: a persistent session gets what was queued while away, a clean one discards it, and a client nothing was queued for gets an empty queue', async () => {
@@ -424,5 +432,64 @@ test('writeNumbersUncached: mqtt-packet writes the same bytes without its 16-bit
     );
   } finally {
     writer.cacheNumbers = true;
+  }
+});
+
+test('compactListeners: emitting, adding and removing work as before, and no inherited name is an event', () => {
+  const emitter = new EventEmitter();
+  const got: string[] = [];
+  emitter.on('a', (x: string) => got.push(`a1 ${x}`));
+  emitter.on('a', (x: string) => got.push(`a2 ${x}`));
+  emitter.once('b', (x: string) => got.push(`b ${x}`));
+  compactListeners(emitter, 'b');
+  emitter.emit('a', '1');
+  emitter.emit('b', '2');
+  emitter.emit('b', '3');
+  assert.deepEqual(got, ['a1 1', 'a2 1', 'b 2']);
+  assert.deepEqual(emitter.eventNames(), ['a']);
+  for (const inherited of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
+    assert.equal(emitter.listenerCount(inherited), 0, inherited);
+    assert.equal(emitter.emit(inherited), false, inherited);
+  }
+  emitter.on('c', () => got.push('c'));
+  emitter.emit('c');
+  emitter.removeAllListeners('a');
+  assert.deepEqual(emitter.eventNames(), ['c']);
+  assert.throws(() => emitter.emit('error', new Error('unheard')), /unheard/);
+  assert.deepEqual(got.slice(3), ['c']);
+});
+
+test('sweepKeepalives: a silent client is cut after 1.5 × its keepalive, not before and soon after; one sending packets stays', {
+  timeout: 20_000,
+}, async () => {
+  const aedes = await Aedes.createBroker();
+  sweepKeepalives(aedes);
+  try {
+    const talker = await connectClient(aedes, 'talker', true, { trim: true, keepalive: 1 });
+    const pings = setInterval(() => talker.send({ cmd: 'pingreq' }), 250);
+    try {
+      const silent = await connectClient(aedes, 'silent', true, { trim: true, keepalive: 1 });
+      // Taken after the client was ready, when its keepalive counts from: the elapsed time is at most the real one.
+      const ready = performance.now();
+      // The sweep's mark, not Aedes's own Timeout, counts the keepalive.
+      const timer = (silent.client as unknown as { _keepaliveTimer: { hasRef?: unknown } })._keepaliveTimer;
+      assert.equal(typeof timer.hasRef, 'undefined');
+      const [timedOut] = await waitEvent(aedes, 'keepaliveTimeout', 10_000);
+      const elapsed = performance.now() - ready;
+      assert.equal((timedOut as Client).id, 'silent');
+      assert.ok(elapsed >= 1_500, `cut after ${elapsed} ms, before 1.5 × keepalive`);
+      // 1.2 s of sweep and clock resolution, and room for a busy machine.
+      assert.ok(elapsed < 1_500 + 1_200 + 1_500, `cut ${elapsed} ms after`);
+      await waitFor('the silent client closed', () => silent.client.closed);
+      // The talker outlives two more keepalive periods (and their sweeps).
+      const pongs = () => packetsIn(talker.out).filter((p) => p.cmd === 'pingresp').length;
+      const before = pongs();
+      await waitFor('12 more PINGRESPs', () => pongs() >= before + 12);
+      assert.equal(talker.client.closed, false);
+    } finally {
+      clearInterval(pings);
+    }
+  } finally {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
   }
 });

@@ -35,11 +35,13 @@ import type { Metrics } from '../metrics.js';
 import {
   checkAedesInternals,
   closeClientOf,
+  compactListeners,
   forgetConnectPacket,
   isDrainTimeout,
   memorySessionStore,
   prepareSubscriber,
   refreshKeepalive,
+  sweepKeepalives,
   trimClient,
   writeNumbersUncached,
 } from './aedes-internals.js';
@@ -328,6 +330,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   });
   checkAedesInternals(aedes);
   writeNumbersUncached();
+  sweepKeepalives(aedes);
 
   aedes.on('client', (client) => connected.set(client.id, client));
   aedes.on('clientDisconnect', (client) => {
@@ -400,6 +403,8 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection. Added
       // after trimClient took Aedes's own hook off: a third listener would grow the list for good.
       guarded.on('close', connectionClosed[listener]);
+      // The inner stream's listeners (websocket-stream's, the guard's) as a fast table.
+      compactListeners(stream as EventEmitter);
       if (!config.auth) return;
       // The login throttle is per address.
       const address = (stream as { remoteAddress?: string }).remoteAddress ?? req?.socket.remoteAddress;

@@ -16,6 +16,7 @@ import websocketStream from 'websocket-stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Config } from '../../config.js';
 import { WsHeartbeat } from '../../ws-heartbeat.js';
+import { compactListeners } from '../aedes-internals.js';
 import type { Broker } from '../broker.js';
 import { webSocketSink } from '../guard.js';
 import type { ConnectionLimiter } from './connection-limiter.js';
@@ -58,6 +59,8 @@ function mqttOverWebSocket(
   // one frame per tick. `ws` is paused whenever the broker stops reading (a device over its publish
   // rate): websocket-stream alone would go on buffering every frame.
   broker.handle(stream, webSocketSink(ws, socket), 'ws', req, ws);
+  // Its listeners (websocket-stream's, the heartbeat's) as a fast table, not a dictionary.
+  compactListeners(ws);
 }
 
 /** An upgraded socket's 'error' listener: shared, so no closure keeps this scope (and `req`) alive. */
