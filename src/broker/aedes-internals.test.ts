@@ -27,6 +27,7 @@ import {
   firstDelivery,
   forgetConnectPacket,
   holdReads,
+  inboundWindowOnDemand,
   interceptSocketReads,
   isDrainTimeout,
   type MqEmitter,
@@ -489,6 +490,46 @@ test('sweepKeepalives: a silent client is cut after 1.5 × its keepalive, not be
     } finally {
       clearInterval(pings);
     }
+  } finally {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  }
+});
+
+test('inboundWindowOnDemand: a client without QoS 2 holds no window; QoS 2 still completes and the window still bounds it', {
+  timeout: 10_000,
+}, async () => {
+  const aedes = await Aedes.createBroker({ maxInflightInbound: 1 });
+  inboundWindowOnDemand(aedes);
+  try {
+    const ownSets = (c: Client) =>
+      Reflect.ownKeys(c).filter((k) => (c as unknown as Record<string | symbol, unknown>)[k] instanceof Set);
+    const idle = await connectClient(aedes, 'idle', true, { trim: true });
+    assert.deepEqual(ownSets(idle.client), []);
+
+    const q2 = await connectClient(aedes, 'q2', true, { trim: true });
+    const publish = (messageId: number) =>
+      q2.send({
+        cmd: 'publish',
+        topic: 't',
+        payload: Buffer.from('x'),
+        qos: 2,
+        messageId,
+        retain: false,
+        dup: false,
+      });
+    const cmds = () => packetsIn(q2.out).map((p) => p.cmd);
+    publish(1);
+    await waitFor('PUBREC', () => cmds().includes('pubrec'));
+    assert.equal(ownSets(q2.client).length, 1);
+    q2.send({ cmd: 'pubrel', messageId: 1 });
+    await waitFor('PUBCOMP', () => cmds().includes('pubcomp'));
+    // The window holds one: a second message id while the first awaits PUBREL closes the connection.
+    publish(2);
+    await waitFor('second PUBREC', () => cmds().filter((c) => c === 'pubrec').length === 2);
+    const closed = waitEvent(aedes, 'clientError');
+    publish(3);
+    const [, err] = await closed;
+    assert.match((err as Error).message, /maxInflightInbound exceeded/);
   } finally {
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
   }

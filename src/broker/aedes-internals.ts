@@ -106,6 +106,7 @@ export function checkAedesInternals(aedes: Aedes): void {
     missing.push(...trimProblems(client as unknown as Client));
     missing.push(...numberCacheProblems());
     missing.push(...keepaliveProblems(aedes, client as unknown as Client));
+    missing.push(...inboundWindowProblems(client as unknown as Client));
   } finally {
     (client as unknown as Client).close();
   }
@@ -263,6 +264,53 @@ function sweepKeepalivesOf(this: NodeJS.Timeout, aedes: Aedes): void {
       c.emit('error', new Error('keep alive timeout'));
     }
   }
+}
+
+// ─── The inbound QoS 2 window, made when first used ─────────────────────────────────────────────
+
+/** Where a client keeps its inbound QoS 2 window once it has one. */
+const kInboundInflight = Symbol('telebridge.inboundInflight');
+type InflightHolder = { [kInboundInflight]?: Set<number> };
+
+/**
+ * Aedes 1.2 gives every client a Set of the QoS 2 message ids awaiting PUBREL (`_inboundInflight`,
+ * ~0.17 KiB with its table) in its constructor; only QoS 2 PUBLISH and PUBREL read it. An accessor on
+ * Aedes's Client prototype makes the Set at the first read instead, and drops the constructor's empty
+ * one. Process-wide, once (the prototype is shared); the behaviour is Aedes's own.
+ */
+export function inboundWindowOnDemand(aedes: Aedes): void {
+  const proto = clientPrototype(aedes);
+  if (Object.getOwnPropertyDescriptor(proto, '_inboundInflight')) return;
+  Object.defineProperty(proto, '_inboundInflight', {
+    configurable: true,
+    get(this: InflightHolder): Set<number> {
+      let inflight = this[kInboundInflight];
+      if (!inflight) {
+        inflight = new Set();
+        this[kInboundInflight] = inflight;
+      }
+      return inflight;
+    },
+    set(this: InflightHolder, value: Set<number>) {
+      // The constructor's empty Set is dropped; anything else is kept as Aedes set it.
+      if (value.size > 0 || this[kInboundInflight]) this[kInboundInflight] = value;
+    },
+  });
+}
+
+/** Aedes's Client prototype, from a probe connection that never speaks. */
+function clientPrototype(aedes: Aedes): object {
+  const probe = aedes.handle(new Duplex({ read() {}, write: (_chunk, _encoding, done) => done() }));
+  try {
+    return Object.getPrototypeOf(probe) as object;
+  } finally {
+    probe.close();
+  }
+}
+
+function inboundWindowProblems(client: Client): string[] {
+  const inflight = (client as unknown as { _inboundInflight?: unknown })._inboundInflight;
+  return inflight instanceof Set ? [] : ['client._inboundInflight is not a Set'];
 }
 
 // ─── What an idle client keeps ──────────────────────────────────────────────────────────────────

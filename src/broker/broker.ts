@@ -37,6 +37,7 @@ import {
   closeClientOf,
   compactListeners,
   forgetConnectPacket,
+  inboundWindowOnDemand,
   isDrainTimeout,
   memorySessionStore,
   prepareSubscriber,
@@ -331,6 +332,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   checkAedesInternals(aedes);
   writeNumbersUncached();
   sweepKeepalives(aedes);
+  inboundWindowOnDemand(aedes);
 
   aedes.on('client', (client) => connected.set(client.id, client));
   aedes.on('clientDisconnect', (client) => {
