@@ -118,9 +118,8 @@ export async function startHttpListener(
       if (!offered.some((p) => (MQTT_SUBPROTOCOLS as readonly string[]).includes(p))) {
         return refuseUpgrade(socket, 400, 'Bad Request: subprotocol mqtt required');
       }
-      const release = limiter.admit(req.socket.remoteAddress);
-      if (!release) return refuseUpgrade(socket, 503, 'Service Unavailable');
-      socket.on('close', release);
+      if (!limiter.admit(socket, req.socket.remoteAddress))
+        return refuseUpgrade(socket, 503, 'Service Unavailable');
       wss.handleUpgrade(req, socket, head, (ws) => mqttOverWebSocket(broker, heartbeat, ws, socket, req));
       return;
     }
