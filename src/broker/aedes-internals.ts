@@ -499,7 +499,7 @@ function listenerTableProblems(emitter: EventEmitter, name: string): string[] {
  * (EventEmitter only indexes, assigns and deletes); removing an event other than the one added last
  * turns the table back into a dictionary, so `last` names the event expected to go first (a `once`
  * listener). Entries holding undefined (Node's streams preset them) are left out, as an absent key
- * reads the same.
+ * reads the same; arrays of several listeners are copied to their exact length.
  */
 export function compactListeners(emitter: EventEmitter, last?: string): void {
   const e = emitter as unknown as EmitterFields;
@@ -507,10 +507,15 @@ export function compactListeners(emitter: EventEmitter, last?: string): void {
   if (!events) return;
   const table = new EventTable();
   for (const key of Reflect.ownKeys(events)) {
-    if (key !== last && events[key] !== undefined) table[key] = events[key];
+    if (key !== last && events[key] !== undefined) table[key] = exactCopy(events[key]);
   }
-  if (last !== undefined && events[last] !== undefined) table[last] = events[last];
+  if (last !== undefined && events[last] !== undefined) table[last] = exactCopy(events[last]);
   e._events = table;
+}
+
+/** A listener array as long as its contents (`push` left room to grow: 84 B for three listeners). */
+function exactCopy(listeners: unknown): unknown {
+  return Array.isArray(listeners) ? listeners.slice() : listeners;
 }
 
 function swapListener(emitter: EventEmitter, event: string, name: string, shared: Listener): void {
