@@ -33,7 +33,20 @@ import type { Config } from '../config.js';
 import { CONNACK, type ConnackCode } from '../errors.js';
 import { BurstLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { checkAedesInternals, isDrainTimeout, refreshKeepalive } from './aedes-internals.js';
+import {
+  checkAedesInternals,
+  closeClientOf,
+  compactListeners,
+  forgetConnectPacket,
+  inboundWindowOnDemand,
+  isDrainTimeout,
+  memorySessionStore,
+  prepareSubscriber,
+  refreshKeepalive,
+  sweepKeepalives,
+  trimClient,
+  writeNumbersUncached,
+} from './aedes-internals.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
 import { type DropReason, Fanout } from './fanout.js';
@@ -222,7 +235,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   }
 
   const aedes = await Aedes.createBroker({
-    ...(deps.cluster ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence } : {}),
+    ...(deps.cluster
+      ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence }
+      : { persistence: memorySessionStore() }),
     concurrency: 100,
     // A subscriber that stops reading is dropped within seconds instead of stalling delivery.
     drainTimeout: config.limits.drainTimeoutMs,
@@ -234,6 +249,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     heartbeatInterval: 60_000,
 
     preConnect(client, packet, callback) {
+      forgetConnectPacket(client, packet);
       const refusal = connectRefusal(packet, config.limits.keepaliveLimitS);
       if (refusal) refused.set(client, refusal);
       if (packet.will) wills.set(client, packet.will.topic);
@@ -326,6 +342,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     authorizeForward: (_client, packet: AedesPublishPacket) => forwarded(packet),
   });
   checkAedesInternals(aedes);
+  writeNumbersUncached();
+  sweepKeepalives(aedes);
+  inboundWindowOnDemand(aedes);
 
   /**
    * `<kind>:<name>` removed a moment ago → the last login number it covers (a later login is of
@@ -383,19 +402,26 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   function takeDeliveries(client: Client): void {
     if (subscribers.has(client)) return;
     subscribers.add(client);
+    // Its own subscriptions and duplicate counters (trimClient shared empty ones), before the fan-out
+    // or a subscription holds on to them.
+    prepareSubscriber(client);
     fanout.install(client);
   }
 
   // Per listener, not per connection: every closure or object made in `handle` is multiplied by the
   // number of idle devices (issue 8, bench/idle-memory.ts).
   const guardOptions = {} as Record<ListenerName, GuardOptions>;
-  const connectionClosed = {} as Record<ListenerName, () => void>;
+  const connectionClosed = {} as Record<ListenerName, (this: unknown) => void>;
   for (const listener of ['tcp', 'tls', 'ws'] as const) {
     guardOptions[listener] = {
       maxPacketBytes: config.maxPacketBytes,
       onViolation: (err) => log.warn({ listener, err: err.message }, 'connection closed by the packet guard'),
     };
-    connectionClosed[listener] = () => metrics.connections.dec({ listener });
+    // Also closes the Aedes client: it stands in for Aedes's own end-of-stream hooks (trimClient).
+    connectionClosed[listener] = function closed(this: unknown) {
+      metrics.connections.dec({ listener });
+      closeClientOf(this);
+    };
   }
 
   const noop = () => {};
@@ -413,11 +439,15 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         guardOptions[listener],
         source,
       );
-      // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection.
-      guarded.on('close', connectionClosed[listener]);
       // Not `req`: Aedes would keep the upgrade request (headers and all, ~1 KiB) for the connection's
       // life, and nothing reads it.
       const client = aedes.handle(guarded);
+      trimClient(client);
+      // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection. Added
+      // after trimClient took Aedes's own hook off: a third listener would grow the list for good.
+      guarded.on('close', connectionClosed[listener]);
+      // The inner stream's listeners (websocket-stream's, the guard's) as a fast table.
+      compactListeners(stream as EventEmitter);
       if (!config.auth) return;
       // The login throttle is per address.
       const address = (stream as { remoteAddress?: string }).remoteAddress ?? req?.socket.remoteAddress;
@@ -425,8 +455,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     },
     handleSocket(socket, listener) {
       metrics.connections.inc({ listener });
-      socket.on('close', connectionClosed[listener]);
       const client = aedes.handle(guardSocket(socket, guardOptions[listener]) as Connection);
+      trimClient(client);
+      socket.on('close', connectionClosed[listener]);
       if (config.auth && socket.remoteAddress) addresses.set(client, socket.remoteAddress);
     },
     publish,
