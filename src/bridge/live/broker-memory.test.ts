@@ -30,6 +30,25 @@ test('JSON is built once with type, feed, device and cursor first; snapshot form
   assert.equal(parsed.cursor, e.cursor);
   assert.deepEqual(JSON.parse(String(e.snapshotJson())), { ...parsed, type: 'snapshot' });
   assert.equal(e.snapshotJson(), e.snapshotJson(), 'built once');
+  assert.equal(e.json, e.json, 'built once');
+});
+
+test('an event read later (resume, snapshot) has the JSON it would have had when published', () => {
+  const broker = new MemoryLiveBroker({ historyCount: 10, historyBytes: 1 << 20 });
+  publish(broker, 'd1', 1, 'x');
+  publish(broker, 'd1', 2);
+  const [first, second] = broker.after(`${broker.epoch}-0`, 10) as LiveEvent[];
+  assert.deepEqual(JSON.parse(String(first!.json)), {
+    type: 'telemetry',
+    feed: 'telemetry/d1',
+    device: 'd1',
+    cursor: `${broker.epoch}-1`,
+    seq: 1,
+    time: 1,
+    values: { v: 1 },
+    labels: { pad: 'x' },
+  });
+  assert.equal(broker.latest([{ kind: 'telemetry', device: 'd1' }])[0], second);
 });
 
 test('after(): exact replay inside the history, [] at the head, gap when too old, foreign or malformed', () => {
