@@ -13,6 +13,10 @@ export const ERROR_CODES = {
   storage: 'E_STORAGE',
   /** The spool is at BRIDGE_SPOOL_MAX_BYTES: the message is not acknowledged. */
   spoolFull: 'E_SPOOL_FULL',
+  /** A history query with a malformed range (bounds, step, cursor, feeds). */
+  historyRange: 'E_HISTORY_RANGE',
+  /** A history query over a limit (window, points, readings). */
+  historyLimit: 'E_HISTORY_LIMIT',
   token: 'E_TOKEN',
   usage: 'E_USAGE',
   /** An installed Aedes (or relay) lacks an internal the broker relies on (aedes-internals.ts). */

@@ -95,6 +95,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   'src/broker': ['src/auth', 'src/schemas'],
   'src/bridge': ['src/schemas', 'src/broker'],
   'src/bridge/storage': ['src/bridge'],
+  'src/bridge/history': ['src/bridge'],
   // web/client/protocol.ts: the /live messages, defined once for the server and the browser client.
   'src/bridge/live': ['src/bridge', 'src/auth', 'web'],
   'src/app': ['*'],

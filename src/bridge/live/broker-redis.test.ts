@@ -152,8 +152,11 @@ describe('RedisLiveBroker', { skip }, () => {
       await waitFor('first event', () => a.events.length === 1);
       assert.deepEqual(a.health.readiness(), { ok: true });
       await redis.stop();
-      await waitFor('not ready', () => !a.health.readiness().ok);
-      assert.match(a.health.readiness().reason ?? '', /redis unavailable/);
+      // Each connection notices the outage on its own socket's close, not all in one turn: wait
+      // until the publisher has too, or this publish would still be written to the dead socket.
+      await waitFor('not ready, the publisher down', () =>
+        /redis unavailable \(.*live-pub/.test(a.health.readiness().reason ?? ''),
+      );
       publish(a.broker, 'd1', 2);
       assert.equal(a.broker.dropped, 1);
       await redis.start();
@@ -164,6 +167,27 @@ describe('RedisLiveBroker', { skip }, () => {
     } finally {
       await a.broker.close();
       a.health.close();
+    }
+  });
+
+  test('close() during an outage returns (the XREAD stranded in the reconnecting client is not awaited)', async () => {
+    if ('skip' in redis) return;
+    const a = await open(`t${++prefixes}`);
+    try {
+      publish(a.broker, 'd1', 1);
+      await waitFor('first event', () => a.events.length === 1); // the reader is blocked in XREAD again
+      await redis.stop();
+      await waitFor('the reader down', () => /live-reader/.test(a.health.readiness().reason ?? ''));
+      let closed = false;
+      void a.broker.close().then(() => {
+        closed = true;
+      });
+      // Polled, not awaited: a close() that hangs leaves no handle and would end the run silently.
+      await waitFor('close() to return', () => closed, { timeoutMs: 5000 });
+    } finally {
+      await a.broker.close();
+      a.health.close();
+      if (!redis.running) await redis.start();
     }
   });
 });

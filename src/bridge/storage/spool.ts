@@ -37,6 +37,15 @@ import { type FileHandle, mkdir, open, readdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ERROR_CODES, TelebridgeError } from '../../errors.js';
+import {
+  RECORD_HEADER_BYTES as HEADER_BYTES,
+  RecordReader,
+  RecordTail,
+  scanRecords,
+  syncDir,
+  textRecord,
+  writeFully,
+} from '../record-file.js';
 
 export interface SpoolOptions {
   /** Directory of the spool, usually `<dataDir>/spool`; created when missing. */
@@ -108,20 +117,9 @@ interface PendingAppend {
   reject(err: Error): void;
 }
 
-/** A durable group kept in memory: its records as written at `off` of segment `seg`. */
-interface TailChunk {
-  readonly seg: number;
-  readonly off: number;
-  readonly data: Buffer;
-}
-
-const HEADER_BYTES = 12;
 const NEWLINE = 0x0a;
-/** Memory of one tail entry beyond its bytes (objects, array slot), counted against memoryBytes. */
-const CHUNK_OVERHEAD_BYTES = 128;
 const SEGMENT_SUFFIX = '.seg';
 const CURSOR_FILE = 'cursor';
-const READ_CHUNK_BYTES = 1 << 20;
 
 const segName = (id: number) => `${String(id).padStart(16, '0')}${SEGMENT_SUFFIX}`;
 
@@ -137,11 +135,8 @@ export class Spool {
   private dataWaiters: { min: number; wake(): void }[] = [];
   private readonly segmentBytes: number;
   private readonly maxGroupBytes: number;
-  private readonly memoryBytes: number;
-  /** The memory tail, oldest first from `tailHead` (entries before it are dropped; compacted lazily). */
-  private tail: TailChunk[] = [];
-  private tailHead = 0;
-  private tailCost = 0;
+  /** The memory tail: the newest durable groups. */
+  private readonly tail: RecordTail;
   /** Number of fdatasync calls so far (for benchmarks and tests of group commit). */
   syncs = 0;
   /** Lines `read()` took from the memory tail / from segment files so far (benchmarks and tests). */
@@ -157,7 +152,7 @@ export class Spool {
     this.segmentBytes =
       options.segmentBytes ?? Math.min(64 << 20, Math.max(4096, Math.floor(options.maxBytes / 16)));
     this.maxGroupBytes = options.maxGroupBytes ?? 8 << 20;
-    this.memoryBytes = options.memoryBytes ?? DEFAULT_SPOOL_MEMORY_BYTES;
+    this.tail = new RecordTail(options.memoryBytes ?? DEFAULT_SPOOL_MEMORY_BYTES);
   }
 
   /** Opens (or creates) the spool and recovers what was not confirmed. */
@@ -202,14 +197,7 @@ export class Spool {
   append(lines: readonly string[]): Promise<void> {
     if (this.closed) return Promise.reject(new TelebridgeError(ERROR_CODES.storage, 'spool is closed'));
     if (lines.length === 0) return Promise.resolve();
-    // Encode straight into the record (no intermediate payload buffer).
-    const text = lines.length === 1 ? (lines[0] as string) : lines.join('\n');
-    const payloadBytes = Buffer.byteLength(text, 'utf8');
-    const record = Buffer.allocUnsafe(HEADER_BYTES + payloadBytes);
-    record.write(text, HEADER_BYTES, 'utf8');
-    record.writeUInt32LE(payloadBytes, 0);
-    record.writeUInt32LE(crc32(record.subarray(HEADER_BYTES)), 4);
-    record.writeUInt32LE(lines.length, 8);
+    const record = textRecord(lines.length === 1 ? (lines[0] as string) : lines.join('\n'), lines.length);
     if (this.bytes + record.length > this.options.maxBytes) {
       return Promise.reject(
         new TelebridgeError(
@@ -249,8 +237,8 @@ export class Spool {
     const tos: number[] = [];
     let count = 0;
     let bodyBytes = 0;
-    let reader: SegmentReader | undefined;
-    let hint = this.tailHead;
+    let reader: RecordReader | undefined;
+    let hint = this.tail.first;
     let segment: Segment | undefined;
     try {
       while (count < maxLines) {
@@ -266,16 +254,16 @@ export class Spool {
         // The record at `off`: from a tail chunk when there is one, else from the segment file.
         let buf: Buffer;
         let at: number;
-        hint = this.tailChunkAt(seg, off, hint);
-        const chunk = hint >= 0 ? this.tail[hint] : undefined;
+        hint = this.tail.find(seg, off, hint);
+        const chunk = hint >= 0 ? this.tail.at(hint) : undefined;
         if (chunk) {
           buf = chunk.data;
           at = off - chunk.off;
         } else {
-          hint = this.tailHead;
+          hint = this.tail.first;
           if (reader?.seg !== seg) {
             await reader?.close();
-            reader = await SegmentReader.open(join(this.options.dir, segName(seg)), seg, segment.size);
+            reader = await RecordReader.open(join(this.options.dir, segName(seg)), seg, segment.size);
           }
           buf = await reader.record(off);
           at = 0;
@@ -327,61 +315,6 @@ export class Spool {
   }
 
   /**
-   * Index of the tail chunk holding the record at (seg, off), or -1. `hint` (the last chunk found) is
-   * tried first and then the one after it: a batch walks the tail in order.
-   */
-  private tailChunkAt(seg: number, off: number, hint: number): number {
-    for (let i = Math.max(hint, this.tailHead); i <= hint + 1 && i < this.tail.length; i++) {
-      const c = this.tail[i] as TailChunk;
-      if (c.seg === seg && off >= c.off && off < c.off + c.data.length) return i;
-    }
-    let lo = this.tailHead;
-    let hi = this.tail.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const c = this.tail[mid] as TailChunk;
-      if (c.seg === seg && off >= c.off && off < c.off + c.data.length) return mid;
-      if (c.seg < seg || (c.seg === seg && c.off < off)) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return -1;
-  }
-
-  /** Adds a durable group to the memory tail, dropping the oldest ones past memoryBytes. */
-  private remember(seg: number, off: number, written: Buffer): void {
-    if (this.memoryBytes <= 0) return;
-    // A small buffer is a view into Node's shared 8 KiB pool: keeping it would keep the whole slab.
-    let data = written;
-    if (written.byteLength !== written.buffer.byteLength) {
-      data = Buffer.allocUnsafeSlow(written.length);
-      written.copy(data);
-    }
-    this.tail.push({ seg, off, data });
-    this.tailCost += data.length + CHUNK_OVERHEAD_BYTES;
-    while (this.tailCost > this.memoryBytes && this.tailHead < this.tail.length) this.dropTailHead();
-    this.compactTail();
-  }
-
-  private dropTailHead(): void {
-    const c = this.tail[this.tailHead] as TailChunk;
-    this.tailCost -= c.data.length + CHUNK_OVERHEAD_BYTES;
-    // Release the bytes now, not at the next compaction.
-    this.tail[this.tailHead] = undefined as unknown as TailChunk;
-    this.tailHead++;
-  }
-
-  /** Drops the released slots at the front once they are the larger part (amortised O(1)). */
-  private compactTail(): void {
-    if (this.tailHead === this.tail.length) {
-      this.tail = [];
-      this.tailHead = 0;
-    } else if (this.tailHead > 1024 && this.tailHead * 2 > this.tail.length) {
-      this.tail = this.tail.slice(this.tailHead);
-      this.tailHead = 0;
-    }
-  }
-
-  /**
    * Confirms a batch from `read()`: its lines are gone for good, fully read segments are deleted.
    * Batches must be confirmed in the order they were read.
    */
@@ -389,13 +322,7 @@ export class Spool {
     this.cursor = this.normalise(batch.end);
     this.backlog = Math.max(0, this.backlog - batch.count);
     // Chunks wholly before the cursor leave the memory tail.
-    const { seg, off } = this.cursor;
-    while (this.tailHead < this.tail.length) {
-      const c = this.tail[this.tailHead] as TailChunk;
-      if (c.seg > seg || (c.seg === seg && c.off + c.data.length > off)) break;
-      this.dropTailHead();
-    }
-    this.compactTail();
+    this.tail.dropBefore(this.cursor.seg, this.cursor.off);
     const buf = Buffer.alloc(24);
     buf.writeDoubleLE(this.cursor.seg, 0);
     buf.writeUInt32LE(this.cursor.off, 8);
@@ -472,16 +399,7 @@ export class Spool {
       let active: { seg: Segment; fh: FileHandle } | undefined;
       try {
         active = await this.activeSegment();
-        let written = 0;
-        while (written < data.length) {
-          const { bytesWritten } = await active.fh.write(
-            data,
-            written,
-            data.length - written,
-            active.seg.size + written,
-          );
-          written += bytesWritten;
-        }
+        await writeFully(active.fh, data, active.seg.size);
         // O_DSYNC: each write returns once durable — one thread-pool hop per group instead of two.
         this.syncs++;
       } catch (err) {
@@ -503,7 +421,7 @@ export class Spool {
         continue;
       }
       // Durable now: the group joins the memory tail (the end of the log, in order).
-      this.remember(active.seg.id, active.seg.size, data);
+      this.tail.push(active.seg.id, active.seg.size, data);
       active.seg.size += data.length;
       active.seg.diskBytes += data.length;
       this.pendingBytes -= groupBytes;
@@ -525,12 +443,7 @@ export class Spool {
       fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_DSYNC,
     );
     // The new file's directory entry must be durable before anything in it is acknowledged.
-    const dirFh = await open(this.options.dir, 'r');
-    try {
-      await dirFh.sync();
-    } finally {
-      await dirFh.close();
-    }
+    await syncDir(this.options.dir);
     this.segments.push(seg);
     this.active = { seg, fh };
     return this.active;
@@ -545,104 +458,16 @@ export class Spool {
         await unlink(join(this.options.dir, name)).catch(() => {});
         continue;
       }
-      const { size, diskBytes, lines } = await scanSegment(
-        join(this.options.dir, name),
-        id === this.cursor.seg ? this.cursor : undefined,
-      );
+      // Lines at or after the cursor are unconfirmed.
+      const from = id === this.cursor.seg ? this.cursor : undefined;
+      let lines = 0;
+      const { size, diskBytes } = await scanRecords(join(this.options.dir, name), (_payload, count, off) => {
+        if (!from || off > from.off) lines += count;
+        else if (off === from.off) lines += Math.max(0, count - from.skip);
+      });
       this.segments.push({ id, size, diskBytes });
       this.backlog += lines;
     }
     this.cursor = this.normalise(this.cursor);
-  }
-}
-
-/**
- * Sequential reader of one segment's records (below its readable size) through a 1 MiB buffer: one
- * read per chunk instead of two per record.
- */
-class SegmentReader {
-  private buf = Buffer.allocUnsafe(0);
-  private bufStart = 0;
-  private bufLen = 0;
-
-  private constructor(
-    private readonly fh: FileHandle,
-    readonly seg: number,
-    private readonly size: number,
-  ) {}
-
-  static async open(path: string, seg: number, size: number): Promise<SegmentReader> {
-    return new SegmentReader(await open(path, 'r'), seg, size);
-  }
-
-  /** The record (header and payload) at `off`: a view into the buffer, valid until the next call. */
-  async record(off: number): Promise<Buffer> {
-    await this.ensure(off, HEADER_BYTES);
-    const len = this.buf.readUInt32LE(off - this.bufStart);
-    await this.ensure(off, HEADER_BYTES + len);
-    const p = off - this.bufStart;
-    return this.buf.subarray(p, p + HEADER_BYTES + len);
-  }
-
-  close(): Promise<void> {
-    return this.fh.close();
-  }
-
-  private async ensure(at: number, n: number): Promise<void> {
-    if (at >= this.bufStart && at + n <= this.bufStart + this.bufLen) return;
-    if (at + n > this.size) throw new Error(`spool segment ${this.seg}: record at ${at} passes its end`);
-    const want = Math.max(n, Math.min(READ_CHUNK_BYTES, this.size - at));
-    if (this.buf.length < want) this.buf = Buffer.allocUnsafe(Math.max(want, READ_CHUNK_BYTES));
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await this.fh.read(this.buf, got, want - got, at + got);
-      if (bytesRead === 0) throw new Error(`spool segment ${this.seg}: short read at ${at + got}`);
-      got += bytesRead;
-    }
-    this.bufStart = at;
-    this.bufLen = got;
-  }
-}
-
-/**
- * Walks a segment's records with checksums; returns the readable size, the file size and the number
- * of lines at or after `from` (all lines when undefined).
- */
-async function scanSegment(
-  path: string,
-  from: SpoolCursor | undefined,
-): Promise<{ size: number; diskBytes: number; lines: number }> {
-  const fh = await open(path, 'r');
-  try {
-    const diskBytes = (await fh.stat()).size;
-    let off = 0;
-    let lines = 0;
-    let buf = Buffer.alloc(READ_CHUNK_BYTES);
-    let bufStart = 0;
-    let bufLen = 0;
-    const ensure = async (at: number, n: number): Promise<boolean> => {
-      if (at + n > diskBytes) return false;
-      if (at >= bufStart && at + n <= bufStart + bufLen) return true;
-      if (n > buf.length) buf = Buffer.alloc(n);
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, diskBytes - at), at);
-      bufStart = at;
-      bufLen = bytesRead;
-      return bytesRead >= n;
-    };
-    while (await ensure(off, HEADER_BYTES)) {
-      const h = off - bufStart;
-      const len = buf.readUInt32LE(h);
-      const crc = buf.readUInt32LE(h + 4);
-      const count = buf.readUInt32LE(h + 8);
-      if (count === 0 || !(await ensure(off, HEADER_BYTES + len))) break;
-      const p = off - bufStart + HEADER_BYTES;
-      if (crc32(buf.subarray(p, p + len)) !== crc) break;
-      if (!from || off > from.off) lines += count;
-      else if (off === from.off) lines += Math.max(0, count - from.skip);
-      off += HEADER_BYTES + len;
-    }
-    return { size: off, diskBytes, lines };
-  } finally {
-    await fh.close();
   }
 }

@@ -1,0 +1,416 @@
+/**
+ * Room: bridge/history. he binary form of history events: a batch of events is one journal record (record-file.ts
+ * framing). Batches are built on the main thread (`BatchEncoder`, the only per-event work there) and
+ * read in the history worker (`EventReader`).
+ *
+ * Record payload of a batch (little-endian; offsets from the payload's start):
+ * ```
+ *  0 u8  type = 1 (events)   1 u8 version = 1   2 u16 flags (1: previous key known)   4 u32 event count
+ *  8 f64 arrival of the first event (Unix ms)   16 f64 arrival of the last event
+ * 24 f64 first key major   32 f64 first key minor   40 f64 last key major   48 f64 last key minor
+ * 56 f64 previous key major   64 f64 previous key minor   (the event just before the first one)
+ * 72 u32 offset of the names table   76 u32 number of names
+ * 80 events…, then the names table: per name u16 byte length + UTF-8
+ * event: u8 kind (1 telemetry, 2 status), u8 flags (1: values present), u16 value count,
+ *        u32 device name index, f64 key major, f64 key minor, f64 time (Unix ms), u32 body bytes,
+ *        body (UTF-8 JSON, as streamed), then per value: u32 name index, f64 value
+ * ```
+ * The previous key carries continuity: when it is not the newest key the store holds, events were
+ * lost in between (dropped under overload, a restart, a trimmed stream) and the store starts a new
+ * segment there, so a cursor in the hole gets `gap` instead of a silent skip.
+ * Names (devices, value names) are interned per batch, so every record decodes on its own: no
+ * dictionary outlives a record, and a record can be read from anywhere in a segment.
+ *
+ * A segment's first record is its header (type 2): `u8 type, u8 version, u16 flags (1: has
+ * previous key), u32 0, f64 previous key major, f64 previous key minor, f64 created at (Unix ms)`.
+ */
+
+import type { FeedKind } from '../../feeds.js';
+import { RECORD_HEADER_BYTES } from '../record-file.js';
+import type { HistoryKey } from './key.js';
+
+export const RECORD_EVENTS = 1;
+export const RECORD_SEGMENT_HEADER = 2;
+const VERSION = 1;
+export const BATCH_HEADER_BYTES = 80;
+const EVENT_HEADER_BYTES = 36;
+const VALUE_BYTES = 12;
+const KIND_CODE: Record<FeedKind, number> = { telemetry: 1, status: 2 };
+const FLAG_VALUES = 1;
+
+/** One event as the live broker streams it, handed to the history store. */
+export interface HistoryInput {
+  readonly kind: FeedKind;
+  readonly device: string;
+  /** Its cursor as a key (key.ts); strictly increasing from one append to the next. */
+  readonly key: HistoryKey;
+  /** Sample or status time, Unix ms. */
+  readonly time: number;
+  /**
+   * The kind-specific fields as streamed, JSON: `{"seq":…,"time":…,"values":{…},"labels":{…}}` or
+   * `{"state":…,"firmware":…,"time":…}` (what the broker put after type/feed/device/cursor).
+   */
+  readonly body: string;
+  /**
+   * The sample's values when the caller has them as numbers (the memory broker does); otherwise the
+   * worker reads them from `body`.
+   */
+  readonly values?: Readonly<Record<string, number>>;
+}
+
+/**
+ * `buf.utf8Write(text, offset)`: what `buf.write(text, offset, 'utf8')` calls after normalising its
+ * arguments (present in every Node release, not in the typings); half the cost for a short body.
+ */
+type Utf8Writer = Buffer & { utf8Write?(text: string, offset: number): number };
+const utf8Write = (buf: Buffer, text: string, offset: number): number =>
+  (buf as Utf8Writer).utf8Write?.(text, offset) ?? buf.write(text, offset, 'utf8');
+
+/** Where the first event of a batch record starts (frame header, batch header). */
+const FIRST_EVENT = RECORD_HEADER_BYTES + BATCH_HEADER_BYTES;
+/** Smallest buffer a batch starts with. */
+const MIN_BATCH_BYTES = 16 << 10;
+
+/**
+ * Builds one batch record at a time, in place: events are written straight into the record's
+ * buffer, the names table is appended by `finish`. `add` costs one interned-name lookup per name,
+ * a UTF-8 write of the body and a few fixed-width numbers.
+ */
+export class BatchEncoder {
+  private buf: Buffer | undefined;
+  /** Size of the next batch's buffer: twice the last batch, within [16 KiB, capacity]. */
+  private nextSize = MIN_BATCH_BYTES;
+  private pos = FIRST_EVENT;
+  private readonly names = new Map<string, number>();
+  private nameList: string[] = [];
+  private namesBytes = 0;
+  private firstArrival = 0;
+  private firstMajor = 0;
+  private firstMinor = 0;
+  private lastMajor = 0;
+  private lastMinor = 0;
+  private prev: HistoryKey | undefined;
+  /** The key of the last event given to `add` or `skip`: the previous key of the next batch. */
+  private lastSeen: HistoryKey | undefined;
+  /** Events in the batch being built. */
+  count = 0;
+
+  /**
+   * @param capacity bytes of a full batch
+   * @param now wall clock for arrival times, Unix ms
+   */
+  constructor(
+    private readonly capacity: number,
+    private readonly now: () => number = Date.now,
+    /** Memory for a batch of `size` bytes (the store recycles full-size buffers). */
+    private readonly allocate: (size: number) => Buffer = Buffer.allocUnsafeSlow,
+  ) {}
+
+  /** Bytes the batch takes now. */
+  get bytes(): number {
+    return this.pos + this.namesBytes;
+  }
+
+  /** The key of the last event added or skipped. */
+  get last(): HistoryKey | undefined {
+    return this.lastSeen;
+  }
+
+  /**
+   * Sets what precedes the next event: the key of the event just before it in the stream, or
+   * undefined when unknown (events may be missing before it).
+   */
+  setPrevious(key: HistoryKey | undefined): void {
+    this.lastSeen = key;
+  }
+
+  /** Records that the event with `key` was not stored (the next batch then starts after a hole). */
+  skip(key: HistoryKey): void {
+    this.lastSeen = key;
+  }
+
+  /**
+   * Adds an event; returns false (adding nothing) when it does not fit: `finish()` the batch first.
+   * An event larger than the capacity is added to an empty batch all the same.
+   */
+  add(e: HistoryInput): boolean {
+    this.buf ??= this.allocate(this.nextSize);
+    const names = this.nameList.length;
+    const namesBytes = this.namesBytes;
+    let end = this.write(e, this.buf, this.pos);
+    while (end < 0) {
+      // Undo the names this event interned.
+      for (const name of this.nameList.splice(names)) this.names.delete(name);
+      this.namesBytes = namesBytes;
+      if (this.count > 0 && this.buf.length >= this.capacity) return false;
+      // An empty batch (one event larger than a batch) or a small first buffer: a larger one.
+      const larger = Buffer.allocUnsafeSlow(this.buf.length * 2);
+      this.buf.copy(larger, 0, 0, this.pos);
+      this.buf = larger;
+      end = this.write(e, larger, this.pos);
+    }
+    this.pos = end;
+    if (this.count === 0) {
+      this.prev = this.lastSeen;
+      // Arrival is kept per batch (retention and arrival-time reads need no finer grain).
+      this.firstArrival = this.now();
+      this.firstMajor = e.key.major;
+      this.firstMinor = e.key.minor;
+    }
+    this.lastMajor = e.key.major;
+    this.lastMinor = e.key.minor;
+    this.lastSeen = e.key;
+    this.count++;
+    return true;
+  }
+
+  /**
+   * The batch as a record (its 12-byte frame header left for the writer to seal), or undefined when
+   * empty; starts the next batch. The record is a view at the start of an ArrayBuffer of its own
+   * (transferable to a worker; it may be longer than the record).
+   */
+  finish(): Buffer | undefined {
+    const buf = this.buf;
+    if (this.count === 0 || !buf) return undefined;
+    const h = RECORD_HEADER_BYTES;
+    buf[h] = RECORD_EVENTS;
+    buf[h + 1] = VERSION;
+    buf.writeUInt16LE(this.prev ? 1 : 0, h + 2);
+    buf.writeUInt32LE(this.count, h + 4);
+    buf.writeDoubleLE(this.firstArrival, h + 8);
+    buf.writeDoubleLE(this.now(), h + 16);
+    buf.writeDoubleLE(this.firstMajor, h + 24);
+    buf.writeDoubleLE(this.firstMinor, h + 32);
+    buf.writeDoubleLE(this.lastMajor, h + 40);
+    buf.writeDoubleLE(this.lastMinor, h + 48);
+    buf.writeDoubleLE(this.prev?.major ?? 0, h + 56);
+    buf.writeDoubleLE(this.prev?.minor ?? 0, h + 64);
+    buf.writeUInt32LE(this.pos - RECORD_HEADER_BYTES, h + 72);
+    buf.writeUInt32LE(this.nameList.length, h + 76);
+    let p = this.pos;
+    for (const name of this.nameList) {
+      const len = buf.write(name, p + 2, 'utf8');
+      buf.writeUInt16LE(len, p);
+      p += 2 + len;
+    }
+    this.nextSize = Math.min(this.capacity, Math.max(MIN_BATCH_BYTES, 2 * p));
+    this.buf = undefined;
+    this.pos = FIRST_EVENT;
+    this.count = 0;
+    this.names.clear();
+    this.nameList = [];
+    this.namesBytes = 0;
+    return buf.subarray(0, p);
+  }
+
+  /** Writes the event at `p`; returns where it ends, or -1 when it (and the names table) would not fit. */
+  private write(e: HistoryInput, buf: Buffer, p: number): number {
+    const room = buf.length;
+    // UTF-16 → UTF-8 takes at most 3 bytes a code unit.
+    if (p + EVENT_HEADER_BYTES + 3 * e.body.length > room) return -1;
+    const values = e.values;
+    buf[p] = KIND_CODE[e.kind];
+    buf[p + 1] = values ? FLAG_VALUES : 0;
+    buf.writeUInt32LE(this.intern(e.device), p + 4);
+    buf.writeDoubleLE(e.key.major, p + 8);
+    buf.writeDoubleLE(e.key.minor, p + 16);
+    buf.writeDoubleLE(e.time, p + 24);
+    const bodyBytes = utf8Write(buf, e.body, p + EVENT_HEADER_BYTES);
+    buf.writeUInt32LE(bodyBytes, p + 32);
+    let q = p + EVENT_HEADER_BYTES + bodyBytes;
+    let n = 0;
+    if (values) {
+      for (const name in values) {
+        if (q + VALUE_BYTES > room) return -1;
+        buf.writeUInt32LE(this.intern(name), q);
+        buf.writeDoubleLE(values[name] as number, q + 4);
+        q += VALUE_BYTES;
+        n++;
+      }
+    }
+    buf.writeUInt16LE(n, p + 2);
+    return q + this.namesBytes > room ? -1 : q;
+  }
+
+  private intern(name: string): number {
+    let id = this.names.get(name);
+    if (id === undefined) {
+      id = this.nameList.length;
+      this.names.set(name, id);
+      this.nameList.push(name);
+      this.namesBytes += 2 + Buffer.byteLength(name, 'utf8');
+    }
+    return id;
+  }
+}
+
+/** The summary of a batch record, from its header alone. */
+export interface BatchInfo {
+  readonly count: number;
+  readonly firstArrival: number;
+  readonly lastArrival: number;
+  readonly firstKey: HistoryKey;
+  readonly lastKey: HistoryKey;
+  /** The key of the event just before the first one, when the producer knew it. */
+  readonly prevKey: HistoryKey | undefined;
+}
+
+/** The record type of a payload (RECORD_EVENTS, RECORD_SEGMENT_HEADER, or something unknown). */
+export function recordType(payload: Buffer): number {
+  return payload[0] ?? 0;
+}
+
+export function batchInfo(payload: Buffer): BatchInfo {
+  return {
+    count: payload.readUInt32LE(4),
+    firstArrival: payload.readDoubleLE(8),
+    lastArrival: payload.readDoubleLE(16),
+    firstKey: { major: payload.readDoubleLE(24), minor: payload.readDoubleLE(32) },
+    lastKey: { major: payload.readDoubleLE(40), minor: payload.readDoubleLE(48) },
+    prevKey:
+      (payload.readUInt16LE(2) & 1) === 1
+        ? { major: payload.readDoubleLE(56), minor: payload.readDoubleLE(64) }
+        : undefined,
+  };
+}
+
+export interface SegmentHeader {
+  /** The key of the event just before the segment's first one in the stream, when known. */
+  readonly prevKey: HistoryKey | undefined;
+  readonly createdAt: number;
+}
+
+export const SEGMENT_HEADER_BYTES = 32;
+
+/** A segment header record's payload (frame header space included). */
+export function segmentHeaderRecord(header: SegmentHeader): Buffer {
+  const record = Buffer.alloc(RECORD_HEADER_BYTES + SEGMENT_HEADER_BYTES);
+  const h = RECORD_HEADER_BYTES;
+  record[h] = RECORD_SEGMENT_HEADER;
+  record[h + 1] = VERSION;
+  record.writeUInt16LE(header.prevKey ? 1 : 0, h + 2);
+  record.writeDoubleLE(header.prevKey?.major ?? 0, h + 8);
+  record.writeDoubleLE(header.prevKey?.minor ?? 0, h + 16);
+  record.writeDoubleLE(header.createdAt, h + 24);
+  return record;
+}
+
+export function readSegmentHeader(payload: Buffer): SegmentHeader | undefined {
+  if (payload.length < SEGMENT_HEADER_BYTES || payload[0] !== RECORD_SEGMENT_HEADER) return undefined;
+  const hasPrev = (payload.readUInt16LE(2) & 1) === 1;
+  return {
+    prevKey: hasPrev ? { major: payload.readDoubleLE(8), minor: payload.readDoubleLE(16) } : undefined,
+    createdAt: payload.readDoubleLE(24),
+  };
+}
+
+/**
+ * Walks the events of a batch payload in order. After `next()` returns true the fields describe the
+ * current event; names (`device`, `valueName()`), `body()` and `value()` are decoded on demand, so
+ * a reader looking for a few devices compares indexes and decodes only what it keeps.
+ */
+export class EventReader {
+  /** Offsets of the names table's entries; names decoded on first use. */
+  private readonly nameAt: Int32Array;
+  private readonly names: (string | undefined)[];
+  private readonly end: number;
+  private pos = BATCH_HEADER_BYTES;
+  private valuesAt = 0;
+  kind: FeedKind = 'telemetry';
+  hasValues = false;
+  valueCount = 0;
+  /** The device's index in this batch's names (stable within the batch). */
+  deviceIndex = 0;
+  major = 0;
+  minor = 0;
+  time = 0;
+  private bodyStart = 0;
+  private bodyEnd = 0;
+
+  constructor(private readonly payload: Buffer) {
+    this.end = payload.readUInt32LE(72);
+    const n = payload.readUInt32LE(76);
+    this.nameAt = new Int32Array(n);
+    this.names = new Array(n).fill(undefined);
+    let p = this.end;
+    for (let i = 0; i < n; i++) {
+      this.nameAt[i] = p;
+      p += 2 + payload.readUInt16LE(p);
+    }
+  }
+
+  /** Names in this batch's table (device indexes are below it). */
+  get nameCount(): number {
+    return this.nameAt.length;
+  }
+
+  /** The current event's device. */
+  get device(): string {
+    return this.name(this.deviceIndex);
+  }
+
+  /** The index of a name given as `[u16 length][UTF-8]` (see the names table), or -1. */
+  indexOfName(entry: Buffer): number {
+    const { payload } = this;
+    for (let at = payload.indexOf(entry, this.end); at >= 0; at = payload.indexOf(entry, at + 1)) {
+      // A match must start at an entry (not inside another name).
+      let lo = 0;
+      let hi = this.nameAt.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >>> 1;
+        const o = this.nameAt[mid]!;
+        if (o === at) return mid;
+        if (o < at) lo = mid + 1;
+        else hi = mid - 1;
+      }
+    }
+    return -1;
+  }
+
+  next(): boolean {
+    const { payload } = this;
+    if (this.pos >= this.end) return false;
+    const p = this.pos;
+    this.kind = payload[p] === 2 ? 'status' : 'telemetry';
+    this.hasValues = (payload[p + 1]! & FLAG_VALUES) !== 0;
+    this.valueCount = payload.readUInt16LE(p + 2);
+    this.deviceIndex = payload.readUInt32LE(p + 4);
+    this.major = payload.readDoubleLE(p + 8);
+    this.minor = payload.readDoubleLE(p + 16);
+    this.time = payload.readDoubleLE(p + 24);
+    const bodyBytes = payload.readUInt32LE(p + 32);
+    this.bodyStart = p + EVENT_HEADER_BYTES;
+    this.bodyEnd = this.bodyStart + bodyBytes;
+    this.valuesAt = this.bodyEnd;
+    this.pos = this.bodyEnd + VALUE_BYTES * this.valueCount;
+    return true;
+  }
+
+  /** True when the current event's key is greater than `key`. */
+  after(key: HistoryKey): boolean {
+    return this.major > key.major || (this.major === key.major && this.minor > key.minor);
+  }
+
+  body(): string {
+    return this.payload.toString('utf8', this.bodyStart, this.bodyEnd);
+  }
+
+  valueName(i: number): string {
+    return this.name(this.payload.readUInt32LE(this.valuesAt + VALUE_BYTES * i));
+  }
+
+  value(i: number): number {
+    return this.payload.readDoubleLE(this.valuesAt + VALUE_BYTES * i + 4);
+  }
+
+  private name(index: number): string {
+    let name = this.names[index];
+    if (name === undefined) {
+      const at = this.nameAt[index];
+      if (at === undefined) return '';
+      name = this.payload.toString('utf8', at + 2, at + 2 + this.payload.readUInt16LE(at));
+      this.names[index] = name;
+    }
+    return name;
+  }
+}
