@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Runs every compiled test file of the project with Node's test runner: unit tests beside the code
-// (*.test.js in dist/src, dist/firmware-sim, dist/bench), integration tests in dist/test. Other
-// directories under dist/ (scratch copies, dot-directories) are not searched.
+// (*.test.js in dist/src, dist/firmware-sim, dist/bench: no service started, seconds), integration
+// tests in dist/test (real InfluxDB, Redis, nginx, Chromium, bridge processes). Other directories
+// under dist/ (scratch copies, dot-directories) are not searched. test/architecture.test.ts keeps
+// unit tests from starting services.
 //
-//   node scripts/run-tests.js [--repeat N] [path-part …]
+//   node scripts/run-tests.js [--unit | --integration] [--repeat N] [path-part …]
 //
 // Path parts filter the files (a file runs when its path contains any of them). `--repeat N` runs
 // the selected files N times in a row, each round in a fresh test runner, and stops at the first
@@ -12,9 +14,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-const USAGE = 'usage: node scripts/run-tests.js [--repeat N] [path-part …]   (npm test -- --repeat N …)';
+const USAGE =
+  'usage: node scripts/run-tests.js [--unit | --integration] [--repeat N] [path-part …]   (npm test -- --repeat N …)';
 const root = new URL('../dist/', import.meta.url).pathname;
-const ROOTS = ['src', 'test', 'firmware-sim', 'bench'];
+const UNIT_ROOTS = ['src', 'firmware-sim', 'bench'];
+const INTEGRATION_ROOTS = ['test'];
 
 function fail(message) {
   console.error(`run-tests: ${message}\n${USAGE}`);
@@ -23,6 +27,7 @@ function fail(message) {
 
 function parseArgs(args) {
   let repeat = 1;
+  let roots = [...UNIT_ROOTS, ...INTEGRATION_ROOTS];
   const filters = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -36,13 +41,17 @@ function parseArgs(args) {
         fail(`--repeat needs a whole number of rounds ≥ 1, got '${value ?? ''}'`);
       }
       repeat = Number(value);
+    } else if (arg === '--unit') {
+      roots = UNIT_ROOTS;
+    } else if (arg === '--integration') {
+      roots = INTEGRATION_ROOTS;
     } else if (arg.startsWith('-')) {
       fail(`unknown option '${arg}'`);
     } else {
       filters.push(arg);
     }
   }
-  return { repeat, filters };
+  return { repeat, roots, filters };
 }
 
 function collect(dir, out) {
@@ -55,8 +64,9 @@ function collect(dir, out) {
   return out;
 }
 
-const { repeat, filters } = parseArgs(process.argv.slice(2));
-const files = ROOTS.filter((r) => existsSync(join(root, r)))
+const { repeat, roots, filters } = parseArgs(process.argv.slice(2));
+const files = roots
+  .filter((r) => existsSync(join(root, r)))
   .flatMap((r) => collect(join(root, r), []))
   .filter((f) => filters.length === 0 || filters.some((p) => f.includes(p)))
   .sort();

@@ -1,17 +1,17 @@
 /**
- * The Redis Streams live broker against a real redis-server: the LiveBroker contract (JSON built
- * once, cursor order, after()/latest()), cursors shared between two brokers on one Redis, a restarted
- * broker that finds the history and the latest state, and a Redis outage.
+ * What the Redis Streams live broker adds to the LiveBroker contract (test/live-broker-contract.test.ts),
+ * against a real redis-server: cursors shared between two brokers on one Redis, a broker started
+ * later that finds the history and the latest state, and a Redis outage.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { startRedis } from '../../../test/support/redis.js';
-import { waitFor } from '../../../test/support/wait.js';
-import { parseFeedFilter } from '../../feeds.js';
-import { createLogger } from '../../log.js';
-import { RedisHealth } from '../../redis.js';
-import type { LiveEvent } from './broker.js';
-import { RedisLiveBroker } from './broker-redis.js';
+import type { LiveEvent } from '../src/bridge/live/broker.js';
+import { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
+import { parseFeedFilter } from '../src/feeds.js';
+import { createLogger } from '../src/log.js';
+import { RedisHealth } from '../src/redis.js';
+import { startRedis } from './support/redis.js';
+import { waitFor } from './support/wait.js';
 
 const redis = await startRedis();
 const skip = 'skip' in redis ? redis.skip : undefined;
@@ -96,24 +96,6 @@ describe('RedisLiveBroker', { skip }, () => {
       await b.broker.close();
       a.health.close();
       b.health.close();
-    }
-  });
-
-  test('bounded history: the stream and the window keep historyCount; older cursors get a gap', async () => {
-    const prefix = `t${++prefixes}`;
-    const a = await open(prefix, 10);
-    try {
-      for (let i = 1; i <= 30; i++) publish(a.broker, 'd1', i);
-      await waitFor('30 events', () => a.events.length === 30);
-      assert.equal(a.broker.historyStats().count, 10);
-      assert.deepEqual(
-        seqs(a.broker.after(a.events[19]!.cursor, 100)),
-        [21, 22, 23, 24, 25, 26, 27, 28, 29, 30],
-      );
-      assert.equal(a.broker.after(a.events[18]!.cursor, 100), 'gap');
-    } finally {
-      await a.broker.close();
-      a.health.close();
     }
   });
 
