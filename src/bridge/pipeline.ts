@@ -38,6 +38,10 @@ export class Pipeline implements IngestPort {
   private readonly durable: readonly Sink[];
   private readonly others: readonly Sink[];
   private readonly rejection;
+  /** The newest durable promise handed out, with the messages waiting for it and their verdict. */
+  private waiting:
+    | { safe: Promise<unknown>; messages: Accepted[]; verdict: Promise<IngestVerdict> }
+    | undefined;
 
   constructor(private readonly deps: PipelineDeps) {
     this.durable = deps.sinks.filter((s) => s.durable);
@@ -55,11 +59,8 @@ export class Pipeline implements IngestPort {
     const result = validate(mapping, topic, payload, this.deps.config.maxPayloadBytes, Date.now());
     if (!result.ok) return this.reject(deviceOf(mapping, topic, clientId), result);
     if (result.kind === 'opaque') return RELAY;
-    return this.accept(
-      result.kind === 'telemetry'
-        ? { kind: 'telemetry', reading: result.reading }
-        : { kind: 'status', status: result.status },
-    );
+    // The validation's result is an `Accepted` as it is (kind and reading or status): no copy.
+    return this.accept(result);
   }
 
   dropped(clientId: string, topic: string, detail: string): Reply | undefined {
@@ -88,10 +89,25 @@ export class Pipeline implements IngestPort {
       this.durable.length === 1
         ? this.durable[0]!.accept(message)
         : Promise.all(this.durable.map((s) => s.accept(message)));
-    return Promise.resolve(safe).then(() => {
+    if (!safe) {
       this.deliver(message);
       return RELAY;
-    });
+    }
+    // Messages made safe by the same write share the durable sink's promise (the spool's group
+    // commit): they share one verdict too, which hands them to the other sinks in order once the
+    // write is durable. One promise per group, not per message (issue 14).
+    if (safe !== this.waiting?.safe) {
+      const messages: Accepted[] = [];
+      const verdict = safe.then(() => {
+        // Closed: a message that gets this same (settled) promise later starts a batch of its own.
+        if (this.waiting?.messages === messages) this.waiting = undefined;
+        for (const m of messages) this.deliver(m);
+        return RELAY;
+      });
+      this.waiting = { safe, messages, verdict };
+    }
+    this.waiting.messages.push(message);
+    return this.waiting.verdict;
   }
 
   /** Non-durable sinks, once the message is safe. */

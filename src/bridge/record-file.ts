@@ -26,11 +26,25 @@ export function sealRecord(record: Buffer, count: number): Buffer {
   return record;
 }
 
-/** A record holding `text` (UTF-8) as its payload, encoded straight into the record buffer. */
-export function textRecord(text: string, count: number): Buffer {
-  const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + Buffer.byteLength(text, 'utf8'));
-  record.write(text, RECORD_HEADER_BYTES, 'utf8');
-  return sealRecord(record, count);
+/**
+ * Writes a record holding `text` (UTF-8, `textBytes` long) as its payload into `target` at `at`,
+ * encoded straight into place: many records share one buffer.
+ * @returns the offset just past the record
+ */
+export function writeTextRecord(
+  target: Buffer,
+  at: number,
+  text: string,
+  textBytes: number,
+  count: number,
+): number {
+  const from = at + RECORD_HEADER_BYTES;
+  const end = from + textBytes;
+  target.write(text, from, textBytes, 'utf8');
+  target.writeUInt32LE(textBytes, at);
+  target.writeUInt32LE(crc32(target.subarray(from, end)), at + 4);
+  target.writeUInt32LE(count, at + 8);
+  return end;
 }
 
 /** Writes all of `data` at `position` (a write may be short). */

@@ -13,7 +13,9 @@ export type Accepted =
 export interface Sink {
   /**
    * True when the acknowledgement waits for this sink: `accept` then returns a promise that resolves
-   * once the message is safe, and rejects (with a TelebridgeError) when it cannot be taken.
+   * once the message is safe, and rejects (with a TelebridgeError) when it cannot be taken. Messages
+   * made safe by one write may get the same promise (the spool's group commit): the pipeline then
+   * waits on it once for all of them.
    */
   readonly durable: boolean;
   /** Takes an accepted message. Non-durable sinks never throw for one message and never wait. */

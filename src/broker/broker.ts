@@ -98,6 +98,13 @@ export interface Broker {
   close(): Promise<void>;
 }
 
+/** Publishes waiting for one verdict promise (`ingestPublish`). */
+interface PendingVerdict {
+  readonly verdict: Promise<IngestVerdict>;
+  readonly packets: PublishPacket[];
+  readonly callbacks: ((err?: Error | null) => void)[];
+}
+
 /** Milliseconds a flooding client is refused after being disconnected. */
 const FLOOD_BAN_MS = 30_000;
 /**
@@ -166,6 +173,29 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     if (verdict.route === 'discard' && verdict.reply) publish(verdict.reply.topic, verdict.reply.payload, 1);
   };
 
+  /** The newest verdict promise handed out, with the publishes waiting for it. */
+  let waiting: PendingVerdict | undefined;
+  const awaitVerdict = (verdict: Promise<IngestVerdict>): PendingVerdict => {
+    const pending: PendingVerdict = { verdict, packets: [], callbacks: [] };
+    const settle = (v: IngestVerdict | undefined, err?: Error) => {
+      // Closed: a publish that gets this same (settled) promise later waits on its own.
+      if (waiting === pending) waiting = undefined;
+      for (let i = 0; i < pending.callbacks.length; i++) {
+        try {
+          if (v) route(pending.packets[i]!, v);
+          pending.callbacks[i]!(v ? null : err);
+        } catch (e) {
+          log.error({ err: e }, 'acknowledging a publish failed');
+        }
+      }
+    };
+    verdict.then(
+      (v) => settle(v),
+      (err: Error) => settle(undefined, err),
+    );
+    return pending;
+  };
+
   /** Hands a PUBLISH to the ingest port; the callback (so the PUBACK) waits for its verdict. */
   const ingestPublish = (
     client: Client | null,
@@ -179,10 +209,11 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       return callback(err as Error);
     }
     if ('then' in verdict) {
-      verdict.then((v) => {
-        route(packet, v);
-        callback(null);
-      }, callback);
+      // Messages made durable by the same write share one verdict promise (the spool's group
+      // commit): one `then` per group, not per message (issue 14), in arrival order.
+      if (waiting?.verdict !== verdict) waiting = awaitVerdict(verdict);
+      waiting.packets.push(packet);
+      waiting.callbacks.push(callback);
     } else {
       route(packet, verdict);
       callback(null);

@@ -2,12 +2,13 @@
  * Room: bridge/live. The in-memory live broker (one instance). Cursors are `<epoch>-<position>`: the epoch is drawn at
  * start-up, so a cursor from a previous run (or another instance) is unknown and yields a gap; the
  * position counts every event. The history is a ring bounded by count and by JSON bytes; because
- * positions are contiguous, finding a cursor in it is arithmetic.
+ * positions are contiguous, finding a cursor in it is arithmetic. An event's JSON (and its cursor
+ * text) is built when first read, not when published.
  */
 import { randomBytes } from 'node:crypto';
 import { type FeedPattern, feedName } from '../../feeds.js';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
-import { eventJson, HistoryRing, rememberLatest } from './resume-window.js';
+import { eventBytesAtMost, eventJson, HistoryRing, rememberLatest } from './resume-window.js';
 
 export interface MemoryBrokerOptions {
   /** Events kept for resume (BRIDGE_LIVE_HISTORY). */
@@ -20,17 +21,40 @@ export interface MemoryBrokerOptions {
 
 const CURSOR_RE = /^([0-9a-z]{1,32})-([0-9]{1,15})$/;
 
+/**
+ * An event as the memory broker keeps it: its fields, with the JSON built on first use. With no
+ * browser connected nobody reads it, and building it for every sample was 7-10 % of the bridge's
+ * ingest CPU (issue 14); a session, a resume or a snapshot builds it once, then it is shared.
+ */
 class MemoryEvent implements LiveEvent {
+  private cursorText: string | undefined;
+  private built: Buffer | undefined;
   private snapshot: Buffer | undefined;
+  /** The JSON's size, at most (the history's byte bound), known without building it. */
+  readonly bytes: number;
   constructor(
+    private readonly epoch: string,
     readonly kind: LiveEvent['kind'],
     readonly device: string,
     readonly feed: string,
-    readonly cursor: string,
     readonly position: number,
     readonly time: number,
-    readonly json: Buffer,
-  ) {}
+    /** The fields after the envelope, as published. */
+    readonly body: PublishInput['body'],
+  ) {
+    // A cursor is the epoch, `-` and at most 16 digits.
+    this.bytes = eventBytesAtMost(kind, feed, device, epoch.length + 17, body);
+  }
+
+  get cursor(): string {
+    this.cursorText ??= `${this.epoch}-${this.position}`;
+    return this.cursorText;
+  }
+
+  get json(): Buffer {
+    this.built ??= eventJson(this.kind, this.feed, this.device, this.cursor, JSON.stringify(this.body));
+    return this.built;
+  }
 
   snapshotJson(): Buffer {
     // The JSON starts with {"type":"<kind>", (built so below): swap the type, keep the rest.
@@ -57,10 +81,16 @@ export class MemoryLiveBroker implements LiveBroker {
 
   publish(input: PublishInput): void {
     const position = ++this.position;
-    const cursor = `${this.epoch}-${position}`;
     const feed = feedName(input.kind, input.device);
-    const json = eventJson(input.kind, feed, input.device, cursor, JSON.stringify(input.body));
-    const event = new MemoryEvent(input.kind, input.device, feed, cursor, position, input.time, json);
+    const event = new MemoryEvent(
+      this.epoch,
+      input.kind,
+      input.device,
+      feed,
+      position,
+      input.time,
+      input.body,
+    );
     this.history.push(event);
     rememberLatest(this.latestByFeed, feed, event, this.maxFeeds);
     for (const listener of this.listeners) listener(event);

@@ -93,6 +93,8 @@ function compareIds(a: StreamId, b: StreamId): number {
 
 class StreamEvent implements LiveEvent {
   private snapshot: Buffer | undefined;
+  /** For the window's byte bound. */
+  readonly bytes: number;
   constructor(
     readonly kind: FeedKind,
     readonly device: string,
@@ -102,7 +104,9 @@ class StreamEvent implements LiveEvent {
     public position: number,
     readonly time: number,
     readonly json: Buffer,
-  ) {}
+  ) {
+    this.bytes = json.length;
+  }
 
   snapshotJson(): Buffer {
     this.snapshot ??= Buffer.concat([

@@ -4,8 +4,9 @@
  * (`broker-memory.ts`) serves one instance; a Redis Streams implementation (stream IDs as cursors,
  * shared by all instances) can replace it behind this interface.
  *
- * Contract: `publish` assigns the next cursor and builds the message's JSON once; every `onMessage`
- * listener later receives the same `LiveEvent` (same bytes) in cursor order. An event is in `after()`
+ * Contract: `publish` assigns the next cursor; the message's JSON is built at most once (a broker may
+ * build it on first use: with no browser connected nobody reads it); every `onMessage` listener
+ * later receives the same `LiveEvent` (same bytes) in cursor order. An event is in `after()`
  * and `latest()` before any listener sees it. A broker that can lose events (Redis: an outage, a
  * failover) never loses them silently: it calls its `onGap` listeners before the first event after
  * the loss, and `after()` answers `'gap'` for a cursor from before it.
@@ -25,7 +26,7 @@ export interface LiveEvent {
   readonly position: number;
   /** Sample or status time, Unix ms. */
   readonly time: number;
-  /** The `telemetry`/`status` message, UTF-8 JSON. */
+  /** The `telemetry`/`status` message, UTF-8 JSON (built once, possibly on first use). */
   readonly json: Buffer;
   /** The same object with `type: "snapshot"`, built on first use. */
   snapshotJson(): Buffer;

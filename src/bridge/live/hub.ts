@@ -1,10 +1,11 @@
 /**
  * Room: bridge/live. The live hub: the pipeline's live sink. Every accepted reading or status change
- * becomes streamed events in the live broker (cursor, JSON built once, resume history, latest state),
+ * becomes streamed events in the live broker (cursor, JSON built once when first read, resume history,
+ * latest state),
  * and each event is handed to every open browser connection, whatever carries it.
  *
  * ```
- * accept ─▶ LiveBroker.publish ─▶ (cursor, JSON once, history, latest)
+ * accept ─▶ LiveBroker.publish ─▶ (cursor, history, latest; JSON once, on first read)
  *                  │ onMessage
  *                  ▼
  *       for each client: session.deliver(event)   (sync, never awaits a socket)

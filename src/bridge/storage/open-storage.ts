@@ -39,17 +39,23 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage 
   const { config, metrics } = options;
   if (!config.influx) return undefined;
   const log = options.log.child({ module: 'storage' });
-  const spool = await Spool.open({
-    dir: join(config.dataDir, 'spool'),
-    maxBytes: config.spool.maxBytes,
-    memoryBytes: config.spool.memoryBytes,
-  });
-  metrics.spoolRecovered.inc(spool.backlogPoints);
-  metrics.samplesReceived.inc(spool.backlogPoints);
   const refresh = () => {
     metrics.backlog.set(spool.backlogPoints);
     metrics.spoolBytes.set(spool.bytes);
   };
+  const spool: Spool = await Spool.open({
+    dir: join(config.dataDir, 'spool'),
+    maxBytes: config.spool.maxBytes,
+    memoryBytes: config.spool.memoryBytes,
+    // Counted once per group as it becomes durable (or fails), in the same turn as the backlog.
+    onOutcome(lines, error) {
+      if (error) metrics.samplesRefused.inc(lines);
+      else metrics.samplesReceived.inc(lines);
+      refresh();
+    },
+  });
+  metrics.spoolRecovered.inc(spool.backlogPoints);
+  metrics.samplesReceived.inc(spool.backlogPoints);
   refresh();
   if (spool.backlogPoints > 0)
     log.info({ points: spool.backlogPoints }, 'spool recovered unconfirmed points');
@@ -67,17 +73,12 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage 
   let closing: Promise<void> | undefined;
   const readyBytes = config.spool.maxBytes * config.spool.readyRatio;
 
-  const append = async (lines: readonly string[]): Promise<void> => {
-    try {
-      if (closing) throw new TelebridgeError(ERROR_CODES.storage, 'storage is closing');
-      await spool.append(lines);
-    } catch (err) {
-      metrics.samplesRefused.inc(lines.length);
-      refresh();
-      throw err;
-    }
-    metrics.samplesReceived.inc(lines.length);
-    refresh();
+  // Not async: appends of one group share the spool's promise (no promise per message); the spool
+  // counts through `onOutcome`.
+  const append = (lines: readonly string[]): Promise<void> => {
+    if (!closing) return spool.append(lines);
+    metrics.samplesRefused.inc(lines.length);
+    return Promise.reject(new TelebridgeError(ERROR_CODES.storage, 'storage is closing'));
   };
 
   return {

@@ -54,6 +54,34 @@ test('group commit: concurrent appends share syncs', async () => {
   await spool.close();
 });
 
+test('group commit: appends of one group share one promise, are written in order and counted once per group', async () => {
+  const outcomes: { lines: number; error?: string | undefined }[] = [];
+  const spool = await Spool.open({
+    dir: dir(),
+    maxBytes: 4096,
+    segmentBytes: 4096,
+    // Two records of `lines(i, 2)` (about 24 bytes each) reach it: groups of at most 3 appends.
+    maxGroupBytes: 60,
+    onOutcome: (n, error) => outcomes.push({ lines: n, error: (error as { code?: string })?.code }),
+  });
+  const first = spool.append(lines(0, 2)); // written at once: a group of its own
+  const waits = Array.from({ length: 6 }, (_, i) => spool.append(lines(2 + 2 * i, 2)));
+  assert.notEqual(waits[0], first);
+  assert.equal(waits[1], waits[0], 'appends while a write is in flight join one group');
+  assert.equal(waits[2], waits[0]);
+  assert.notEqual(waits[3], waits[0], 'a group past maxGroupBytes starts another');
+  await Promise.all([first, ...waits]);
+  assert.deepEqual(await drainAll(spool, 5), lines(0, 14));
+  assert.deepEqual(
+    outcomes.map((o) => o.lines),
+    [2, 6, 6],
+  );
+  // A refusal at once is counted with its error.
+  await assert.rejects(spool.append([`m v="${'x'.repeat(5000)}" 1`]), { code: 'E_SPOOL_FULL' });
+  assert.deepEqual(outcomes.at(-1), { lines: 1, error: 'E_SPOOL_FULL' });
+  await spool.close();
+});
+
 test('at the byte limit append rejects with E_SPOOL_FULL and stores nothing; space returns after confirm', async () => {
   const spool = await Spool.open({ dir: dir(), maxBytes: 65_536, segmentBytes: 4096 });
   const big = [`m v="${'x'.repeat(1000)}" 1`];

@@ -43,8 +43,8 @@ import {
   RecordTail,
   scanRecords,
   syncDir,
-  textRecord,
   writeFully,
+  writeTextRecord,
 } from '../record-file.js';
 
 export interface SpoolOptions {
@@ -62,6 +62,12 @@ export interface SpoolOptions {
    * Default DEFAULT_SPOOL_MEMORY_BYTES (32 MiB, BRIDGE_SPOOL_MEMORY_BYTES).
    */
   readonly memoryBytes?: number;
+  /**
+   * With a line count: called once per group as it becomes durable (`error` undefined) or fails,
+   * before the appends' promise settles, and for each append refused at once (full, closed): for
+   * counters that would otherwise need a callback per append.
+   */
+  readonly onOutcome?: (lines: number, error?: Error) => void;
 }
 
 /** Default of SpoolOptions.memoryBytes: 32 MiB (a few hundred thousand typical lines). */
@@ -110,11 +116,38 @@ interface Segment {
   diskBytes: number;
 }
 
-interface PendingAppend {
-  readonly record: Buffer;
-  readonly count: number;
-  resolve(): void;
-  reject(err: Error): void;
+/**
+ * Appends waiting for the same write and sync. Their records are encoded into one buffer when the
+ * group is written, and they share one promise: a message costs no promise and no buffer of its own
+ * (issue 14: per-message promises and small buffers were a large share of the ingest's garbage).
+ */
+class PendingGroup {
+  /** Each append's payload (its lines joined by "\n"), its UTF-8 length and its line count. */
+  readonly texts: string[] = [];
+  readonly textBytes: number[] = [];
+  readonly counts: number[] = [];
+  /** Bytes of the group's records, headers included. */
+  bytes = 0;
+  lines = 0;
+  readonly done: Promise<void>;
+  resolve!: () => void;
+  reject!: (err: Error) => void;
+  constructor() {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  /** The group's records, one per append, in append order. */
+  encode(): Buffer {
+    const data = Buffer.allocUnsafe(this.bytes);
+    let at = 0;
+    for (let i = 0; i < this.texts.length; i++) {
+      at = writeTextRecord(data, at, this.texts[i]!, this.textBytes[i]!, this.counts[i]!);
+    }
+    return data;
+  }
 }
 
 const NEWLINE = 0x0a;
@@ -127,7 +160,8 @@ export class Spool {
   private readonly segments: Segment[] = [];
   private cursor: SpoolCursor;
   private active: { seg: Segment; fh: FileHandle } | undefined;
-  private pending: PendingAppend[] = [];
+  /** Groups waiting to be written, oldest first; appends join the last one. */
+  private pending: PendingGroup[] = [];
   private pendingBytes = 0;
   private committing: Promise<void> | undefined;
   private closed = false;
@@ -193,24 +227,42 @@ export class Spool {
    * append of the same group. Rejects with E_SPOOL_FULL at the disk limit (nothing is stored) and
    * with E_STORAGE when the spool is closed or the disk fails.
    * Lines must not contain "\n" (line-protocol.ts guarantees it).
+   * Appends of the same group get the same promise.
    */
   append(lines: readonly string[]): Promise<void> {
-    if (this.closed) return Promise.reject(new TelebridgeError(ERROR_CODES.storage, 'spool is closed'));
+    if (this.closed)
+      return this.refuse(lines.length, new TelebridgeError(ERROR_CODES.storage, 'spool is closed'));
     if (lines.length === 0) return Promise.resolve();
-    const record = textRecord(lines.length === 1 ? (lines[0] as string) : lines.join('\n'), lines.length);
-    if (this.bytes + record.length > this.options.maxBytes) {
-      return Promise.reject(
+    const text = lines.length === 1 ? (lines[0] as string) : lines.join('\n');
+    const textBytes = Buffer.byteLength(text, 'utf8');
+    const recordBytes = HEADER_BYTES + textBytes;
+    if (this.bytes + recordBytes > this.options.maxBytes) {
+      return this.refuse(
+        lines.length,
         new TelebridgeError(
           ERROR_CODES.spoolFull,
           `spool full: ${this.bytes} of ${this.options.maxBytes} bytes (BRIDGE_SPOOL_MAX_BYTES) in use`,
         ),
       );
     }
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({ record, count: lines.length, resolve, reject });
-      this.pendingBytes += record.length;
-      this.kick();
-    });
+    let group = this.pending[this.pending.length - 1];
+    if (!group || group.bytes >= this.maxGroupBytes) {
+      group = new PendingGroup();
+      this.pending.push(group);
+    }
+    group.texts.push(text);
+    group.textBytes.push(textBytes);
+    group.counts.push(lines.length);
+    group.bytes += recordBytes;
+    group.lines += lines.length;
+    this.pendingBytes += recordBytes;
+    this.kick();
+    return group.done;
+  }
+
+  private refuse(lines: number, error: Error): Promise<void> {
+    this.options.onOutcome?.(lines, error);
+    return Promise.reject(error);
   }
 
   /** Starts the commit loop unless it runs; appends that raced with its end start it again. */
@@ -387,15 +439,8 @@ export class Spool {
       // next group is cut: one event-loop turn buys whole groups instead of alternating halves.
       if (!first) await new Promise<void>((r) => setImmediate(r));
       first = false;
-      let groupBytes = 0;
-      let n = 0;
-      while (n < this.pending.length && (n === 0 || groupBytes < this.maxGroupBytes)) {
-        groupBytes += (this.pending[n] as PendingAppend).record.length;
-        n++;
-      }
-      const group = this.pending.splice(0, n);
-      const data =
-        group.length === 1 ? (group[0] as PendingAppend).record : Buffer.concat(group.map((p) => p.record));
+      const group = this.pending.shift() as PendingGroup;
+      const data = group.encode();
       let active: { seg: Segment; fh: FileHandle } | undefined;
       try {
         active = await this.activeSegment();
@@ -403,7 +448,7 @@ export class Spool {
         // O_DSYNC: each write returns once durable — one thread-pool hop per group instead of two.
         this.syncs++;
       } catch (err) {
-        this.pendingBytes -= groupBytes;
+        this.pendingBytes -= group.bytes;
         // The bytes may be partly on disk: seal this segment so nothing is ever appended after them.
         if (active) {
           active.seg.diskBytes += data.length;
@@ -417,17 +462,21 @@ export class Spool {
             cause: err,
           },
         );
-        for (const p of group) p.reject(error);
+        this.options.onOutcome?.(group.lines, error);
+        group.reject(error);
         continue;
       }
       // Durable now: the group joins the memory tail (the end of the log, in order).
       this.tail.push(active.seg.id, active.seg.size, data);
       active.seg.size += data.length;
       active.seg.diskBytes += data.length;
-      this.pendingBytes -= groupBytes;
-      for (const p of group) this.backlog += p.count;
-      for (const p of group) p.resolve();
-      for (const w of this.dataWaiters.filter((x) => this.backlog >= x.min)) w.wake();
+      this.pendingBytes -= group.bytes;
+      this.backlog += group.lines;
+      this.options.onOutcome?.(group.lines);
+      group.resolve();
+      if (this.dataWaiters.length > 0) {
+        for (const w of this.dataWaiters.filter((x) => this.backlog >= x.min)) w.wake();
+      }
     }
   }
 
