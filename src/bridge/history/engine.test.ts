@@ -3,7 +3,7 @@ import { appendFileSync, readdirSync, readFileSync, rmSync, statSync, writeFileS
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { tempDir } from '../../../test/support/services.js';
-import { BatchEncoder, type HistoryInput } from './codec.js';
+import { BatchEncoder, fieldsJson, type HistoryInput } from './codec.js';
 import type { BucketSeries, RawSeries } from './downsample.js';
 import {
   type AfterPage,
@@ -34,8 +34,16 @@ function telemetry(
   values: Record<string, number>,
   withValues = true,
 ): HistoryInput {
-  const body = JSON.stringify({ seq: major, time, values, labels: { site: 'lab' } });
-  return { kind: 'telemetry', device, key: key(major), time, body, ...(withValues ? { values } : {}) };
+  const labels = { site: 'lab' };
+  return withValues
+    ? { kind: 'telemetry', device, key: key(major), time, seq: major, values, labels }
+    : {
+        kind: 'telemetry',
+        device,
+        key: key(major),
+        time,
+        json: JSON.stringify({ seq: major, time, values, labels }),
+      };
 }
 
 function status(device: string, major: number, time: number, state: string): HistoryInput {
@@ -44,7 +52,8 @@ function status(device: string, major: number, time: number, state: string): His
     device,
     key: key(major),
     time,
-    body: JSON.stringify({ state, firmware: '1.2.0', time }),
+    state,
+    firmware: '1.2.0',
   };
 }
 
@@ -115,7 +124,7 @@ test('events come back by cursor (exact bodies, key order, filtered) and by devi
   let k = 0;
   for (let i = 0; i < 100; i++) {
     events.push(telemetry('d1', ++k, T0 + i * 1000, { temp: i, hum: 100 - i }));
-    events.push(telemetry('d2', ++k, T0 + i * 1000, { temp: 1000 - i }, false)); // values only in the body
+    events.push(telemetry('d2', ++k, T0 + i * 1000, { temp: 1000 - i }, false)); // values only in JSON (as from Redis)
     if (i === 10) events.push(status('d1', ++k, T0 + 10_500, 'offline'));
   }
   p.push(events, 7);
@@ -123,7 +132,7 @@ test('events come back by cursor (exact bodies, key order, filtered) and by devi
   const all = await readAll(engine, key(0), 1000);
   assert.deepEqual(
     all.map((e) => [e.kind, e.device, e.key.major, e.time, e.body]),
-    events.map((e) => [e.kind, e.device, e.key.major, e.time, e.body]),
+    events.map((e) => [e.kind, e.device, e.key.major, e.time, fieldsJson(e)]),
   );
   const d2 = await readAll(engine, key(0), 13, { feeds: [{ kind: 'telemetry', device: 'd2' }] });
   assert.deepEqual(
@@ -161,7 +170,7 @@ test('events come back by cursor (exact bodies, key order, filtered) and by devi
   const again = await readAll(reopened.engine, key(0), 64);
   assert.deepEqual(
     again.map((e) => e.body),
-    events.map((e) => e.body),
+    events.map((e) => fieldsJson(e)),
   );
   await reopened.engine.close();
 });

@@ -723,14 +723,16 @@ export class HistoryEngine {
         byIndex[r.deviceIndex] = d;
       }
       if (r.kind === 'status') {
-        d.addStatus(statusPoint(r.time, r.body()));
+        d.addStatus(
+          r.isJson ? statusPoint(r.time, r.body()) : { time: r.time, state: r.state, firmware: r.firmware },
+        );
         continue;
       }
       const row = d.addRow(r.time);
-      if (r.hasValues) {
-        for (let i = 0; i < r.valueCount; i++) d.set(row, r.valueName(i), r.value(i), i);
-      } else {
+      if (r.isJson) {
         for (const [name, value] of valuesOf(r.body())) d.set(row, name, value);
+      } else {
+        for (let i = 0; i < r.valueCount; i++) d.set(row, r.valueName(i), r.value(i), i);
       }
     }
   }

@@ -34,8 +34,9 @@ const event = (major: number, device = 'd1'): HistoryInput => {
     device,
     key: key(major),
     time,
-    body: JSON.stringify({ seq: major, time, values, labels: {} }),
+    seq: major,
     values,
+    labels: {},
   };
 };
 
@@ -121,7 +122,7 @@ test('SIGKILL of the process: what was written comes back, and no position is is
         k++;
         const time = ${T0} + k;
         store.append({ kind: 'telemetry', device: 'd1', key: { major: k, minor: 0 }, time,
-          body: JSON.stringify({ seq: k, time, values: { v: k }, labels: {} }), values: { v: k } });
+          seq: k, values: { v: k }, labels: {} });
       }
       const s = await store.stats();
       if (s.inFlightBytes === 0) console.log('durable ' + k);
