@@ -1,5 +1,5 @@
 /**
- * Room: bridge/history. he history store engine: recent events on disk in `<dir>`, for two read paths.
+ * Room: bridge/history. The history store engine: recent events on disk in `<dir>`, for two read paths.
  *
  * ```
  *            batch record (codec.ts)
@@ -187,6 +187,22 @@ export interface RangeResult {
   readonly series: Record<string, BucketSeries | RawSeries>;
   /** Status changes in the range, by time. */
   readonly status: StatusPoint[];
+  /**
+   * Every event that arrived since this time (Unix ms) is held (retention dropped what came before;
+   * a fresh store: when it was opened). A sample older than this by more than a device's clock may
+   * run ahead may be missing from the answer (another store, InfluxDB, holds it).
+   */
+  readonly heldSince: number;
+}
+
+export interface DevicesQuery {
+  /** Only feeds matching one of these (all when absent). */
+  readonly feeds?: readonly FeedPattern[];
+  /** Sample or status times, Unix ms, inclusive. */
+  readonly from: number;
+  readonly to: number;
+  /** Most feeds the answer may name; more is E_HISTORY_LIMIT. */
+  readonly limit: number;
 }
 
 export interface HistoryStats {
@@ -298,6 +314,8 @@ export class HistoryEngine {
   private outOfOrder = 0;
   private lostEvents = 0;
   private closed = false;
+  /** Every event that arrived since this time is held (see RangeResult.heldSince). */
+  private coverageStart: number;
 
   private constructor(
     private readonly options: HistoryEngineOptions,
@@ -311,6 +329,7 @@ export class HistoryEngine {
     this.partitionBytes =
       options.partitionBytes ?? Math.min(256 << 20, Math.max(1 << 20, Math.floor(options.maxBytes / 16)));
     this.partitionMemoryBytes = options.partitionMemoryBytes ?? 32 << 20;
+    this.coverageStart = this.now();
     this.tail = new RecordTail(options.tailBytes ?? DEFAULT_TAIL_BYTES);
     this.writer = new JournalWriter(options.dir, this.tail, (err, seg) => {
       this.writeFailedAt = this.now();
@@ -333,6 +352,8 @@ export class HistoryEngine {
       engine.log('warn', `history: store emptied (${reset})`, { dir: options.dir });
     }
     await engine.recover();
+    // What arrived before the oldest partition kept is gone; a fresh store holds all since now.
+    engine.coverageStart = Math.min(engine.coverageStart, engine.partitions[0]?.seg.createdAt ?? Infinity);
     await engine.maintain();
     await engine.warmTail();
     let resumeKey: HistoryKey | undefined;
@@ -608,7 +629,58 @@ export class HistoryEngine {
     const asOf = this.newestKey;
     const { t, series } = sink.result();
     status.sort((a, b) => a.time - b.time);
-    return { device: device, from, to, step: step ?? null, asOf, t, series, status };
+    return {
+      device: device,
+      from,
+      to,
+      step: step ?? null,
+      asOf,
+      t,
+      series,
+      status,
+      heldSince: this.coverageStart,
+    };
+  }
+
+  /**
+   * The feeds (`telemetry/<device>`, `status/<device>`) with readings or status changes in
+   * [from, to], sorted, for a history read of wildcard feeds.
+   * @throws E_HISTORY_RANGE on a malformed query, E_HISTORY_LIMIT past `limit` feeds
+   */
+  async devices(q: DevicesQuery): Promise<string[]> {
+    if (!Number.isFinite(q.from) || !Number.isFinite(q.to) || q.from > q.to) {
+      throw rangeError('from and to must be times (Unix ms), from not after to');
+    }
+    if (q.feeds && q.feeds.length > this.limits.maxFeeds)
+      throw limitError(`at most ${this.limits.maxFeeds} feeds`);
+    const found = new Set<string>();
+    const overlaps = (min: number, max: number) => min <= q.to && max >= q.from;
+    const note = (kind: 'telemetry' | 'status', device: string) => {
+      if (q.feeds && !q.feeds.some((f) => patternMatches(f, kind, device))) return;
+      found.add(`${kind}/${device}`);
+      if (found.size > q.limit) {
+        throw limitError(`more than ${q.limit} feeds have history in the window: name fewer devices`);
+      }
+    };
+    const inRange = (points: readonly StatusPoint[]) => points.some((s) => s.time >= q.from && s.time <= q.to);
+    for (const p of this.partitions) {
+      if (p.columns) {
+        for (const [device, d] of p.columns) {
+          if (!overlaps(d.minTime, d.maxTime)) continue;
+          if (d.count > 0 && rowsIn(d.times, d.count, q.from, q.to)) note('telemetry', device);
+          if (inRange(d.status)) note('status', device);
+        }
+      } else if (p.index) {
+        for (const device of Object.keys(p.index.devices)) {
+          const entry = p.index.devices[device]!;
+          if (!overlaps(entry.minTime, entry.maxTime)) continue;
+          // A sealed chunk's time range includes its status changes: telemetry is counted when it has rows.
+          if (entry.n > 0) note('telemetry', device);
+          if (inRange(entry.status)) note('status', device);
+        }
+      }
+    }
+    return [...found].sort();
   }
 
   stats(): HistoryStats {
@@ -649,7 +721,7 @@ export class HistoryEngine {
     while (this.partitions.length > 0) {
       const oldest = this.partitions[0]!;
       if (oldest.state !== 'sealed' || oldest.seg.lastArrival >= cutoff) break;
-      this.drop(oldest);
+      this.dropOldest(oldest);
     }
     this.enforceBytes();
     await this.sealing;
@@ -810,8 +882,14 @@ export class HistoryEngine {
       }
       if (oldest.state !== 'sealed') break;
       total -= Math.max(oldest.seg.diskBytes, oldest.seg.size) + oldest.seriesBytes;
-      this.drop(oldest);
+      this.dropOldest(oldest);
     }
+  }
+
+  /** Drops the oldest partition (retention, byte bound): what arrived up to its end is no longer held. */
+  private dropOldest(p: Partition): void {
+    this.coverageStart = Math.max(this.coverageStart, p.seg.lastArrival);
+    this.drop(p);
   }
 
   private drop(p: Partition): void {
@@ -1123,4 +1201,10 @@ function valuesOf(body: string): [string, number][] {
   } catch {
     return [];
   }
+}
+
+/** True when one of the first `count` times is in [from, to]. */
+function rowsIn(times: Float64Array, count: number, from: number, to: number): boolean {
+  for (let i = 0; i < count; i++) if (times[i]! >= from && times[i]! <= to) return true;
+  return false;
 }

@@ -1,5 +1,5 @@
 /**
- * Room: bridge/history. he history store's `meta` file: which key space its keys belong to (the memory broker's epoch,
+ * Room: bridge/history. The history store's `meta` file: which key space its keys belong to (the memory broker's epoch,
  * or a Redis stream's identity) and, for the memory broker, the position reservation (engine.ts).
  * Written whole and atomically (temp file, fsync, rename, directory fsync): after a crash it is
  * either the old or the new one, never torn.
