@@ -264,6 +264,39 @@ function nameBytes(name: string): Buffer {
 
 const seriesName = (id: number) => `${String(id).padStart(16, '0')}${SERIES_SUFFIX}`;
 
+/**
+ * Checks a range query against the limits and returns its bucket width (ms; undefined: raw).
+ * With `points` the step is ⌈span/(points−1)⌉ ms: epoch-aligned buckets of that width number at
+ * most `points`.
+ * @throws E_HISTORY_RANGE on a malformed query, E_HISTORY_LIMIT over a limit
+ */
+export function checkRange(q: RangeQuery, limits: HistoryLimits): number | undefined {
+  const { from, to } = q;
+  if (typeof q.device !== 'string' || q.device.length === 0) throw rangeError('device is required');
+  if (!Number.isFinite(from) || !Number.isFinite(to)) throw rangeError('from and to must be times (Unix ms)');
+  if (from > to) throw rangeError(`from (${from}) is after to (${to})`);
+  if (to - from > limits.maxWindowMs) {
+    throw limitError(`the range spans ${to - from} ms: at most ${limits.maxWindowMs} ms`);
+  }
+  let step: number | undefined;
+  if (q.step !== undefined) {
+    if (!Number.isInteger(q.step) || q.step < 1) throw rangeError('step must be a whole number of ms ≥ 1');
+    step = q.step;
+  }
+  if (q.points !== undefined) {
+    if (!Number.isInteger(q.points) || q.points < 2) throw rangeError('points must be a whole number ≥ 2');
+    if (q.points > limits.maxPoints) throw limitError(`at most ${limits.maxPoints} points a series`);
+    step = Math.max(step ?? 1, Math.ceil((to - from) / (q.points - 1)), 1);
+  }
+  if (step !== undefined) {
+    const buckets = Math.floor(to / step) - Math.floor(from / step) + 1;
+    if (buckets > limits.maxPoints) {
+      throw limitError(`${buckets} points a series at step ${step} ms: at most ${limits.maxPoints}`);
+    }
+  }
+  return step;
+}
+
 function rangeError(message: string): TelebridgeError {
   return new TelebridgeError(ERROR_CODES.historyRange, message);
 }
@@ -563,33 +596,10 @@ export class HistoryEngine {
    */
   async range(q: RangeQuery): Promise<RangeResult> {
     const { from, to } = q;
-    if (typeof q.device !== 'string' || q.device.length === 0) throw rangeError('device is required');
-    if (!Number.isFinite(from) || !Number.isFinite(to))
-      throw rangeError('from and to must be times (Unix ms)');
-    if (from > to) throw rangeError(`from (${from}) is after to (${to})`);
-    if (to - from > this.limits.maxWindowMs) {
-      throw limitError(`the range spans ${to - from} ms: at most ${this.limits.maxWindowMs} ms`);
-    }
-    let step: number | undefined;
-    if (q.step !== undefined) {
-      if (!Number.isInteger(q.step) || q.step < 1) throw rangeError('step must be a whole number of ms ≥ 1');
-      step = q.step;
-    }
-    if (q.points !== undefined) {
-      if (!Number.isInteger(q.points) || q.points < 2) throw rangeError('points must be a whole number ≥ 2');
-      if (q.points > this.limits.maxPoints)
-        throw limitError(`at most ${this.limits.maxPoints} points a series`);
-      // Epoch-aligned buckets: a step of span/(points−1) gives at most `points` of them.
-      step = Math.max(step ?? 1, Math.ceil((to - from) / (q.points - 1)), 1);
-    }
+    const step = checkRange(q, this.limits);
     let sink: Buckets | RawRows;
-    if (step !== undefined) {
-      const buckets = Math.floor(to / step) - Math.floor(from / step) + 1;
-      if (buckets > this.limits.maxPoints) {
-        throw limitError(`${buckets} points a series at step ${step} ms: at most ${this.limits.maxPoints}`);
-      }
-      sink = new Buckets(from, to, step, this.limits.maxCells);
-    } else sink = new RawRows(from, to, this.limits.maxRawRows, this.limits.maxCells);
+    if (step !== undefined) sink = new Buckets(from, to, step, this.limits.maxCells);
+    else sink = new RawRows(from, to, this.limits.maxRawRows, this.limits.maxCells);
     return this.queries.run(() => this.readRange(q.device, from, to, step, sink));
   }
 
@@ -662,7 +672,8 @@ export class HistoryEngine {
         throw limitError(`more than ${q.limit} feeds have history in the window: name fewer devices`);
       }
     };
-    const inRange = (points: readonly StatusPoint[]) => points.some((s) => s.time >= q.from && s.time <= q.to);
+    const inRange = (points: readonly StatusPoint[]) =>
+      points.some((s) => s.time >= q.from && s.time <= q.to);
     for (const p of this.partitions) {
       if (p.columns) {
         for (const [device, d] of p.columns) {

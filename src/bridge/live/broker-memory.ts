@@ -1,7 +1,9 @@
 /**
- * Room: bridge/live. The in-memory live broker (one instance). Cursors are `<epoch>-<position>`: the epoch is drawn at
- * start-up, so a cursor from a previous run (or another instance) is unknown and yields a gap; the
- * position counts every event. The history is a ring bounded by count and by JSON bytes; because
+ * Room: bridge/live. The in-memory live broker (one instance). Cursors are `<epoch>-<position>`:
+ * the epoch and the first position come from the history store (kept across restarts, so a cursor
+ * from before a restart resumes from the store), else the epoch is drawn at start-up and a cursor
+ * from a previous run (or another instance) is unknown and yields a gap; the position counts every
+ * event. The history is a ring bounded by count and by JSON bytes; because
  * positions are contiguous, finding a cursor in it is arithmetic.
  */
 import { randomBytes } from 'node:crypto';
@@ -16,6 +18,12 @@ export interface MemoryBrokerOptions {
   readonly historyBytes: number;
   /** Feeds whose latest state is kept for snapshots; the least recently updated go first. Default 200 000. */
   readonly maxFeeds?: number;
+  /**
+   * The cursors' epoch and first position, from the history store (its `info`), so cursors continue
+   * across restarts and a browser resumes from one issued before. Default: a new epoch, from 1.
+   */
+  readonly epoch?: string;
+  readonly nextPosition?: number;
 }
 
 const CURSOR_RE = /^([0-9a-z]{1,32})-([0-9]{1,15})$/;
@@ -30,7 +38,12 @@ class MemoryEvent implements LiveEvent {
     readonly position: number,
     readonly time: number,
     readonly json: Buffer,
+    readonly fields: PublishInput['body'],
   ) {}
+
+  get key(): { major: number; minor: number } {
+    return { major: this.position, minor: 0 };
+  }
 
   snapshotJson(): Buffer {
     // The JSON starts with {"type":"<kind>", (built so below): swap the type, keep the rest.
@@ -43,8 +56,8 @@ class MemoryEvent implements LiveEvent {
 }
 
 export class MemoryLiveBroker implements LiveBroker {
-  readonly epoch = Date.now().toString(36) + randomBytes(3).toString('hex');
-  private position = 0;
+  readonly epoch: string;
+  private position: number;
   private readonly history: HistoryRing<MemoryEvent>;
   private readonly latestByFeed = new Map<string, MemoryEvent>();
   private readonly listeners = new Set<(event: LiveEvent) => void>();
@@ -53,6 +66,8 @@ export class MemoryLiveBroker implements LiveBroker {
   constructor(options: MemoryBrokerOptions) {
     this.history = new HistoryRing(options.historyCount, options.historyBytes);
     this.maxFeeds = options.maxFeeds ?? 200_000;
+    this.epoch = options.epoch ?? Date.now().toString(36) + randomBytes(3).toString('hex');
+    this.position = (options.nextPosition ?? 1) - 1;
   }
 
   publish(input: PublishInput): void {
@@ -60,7 +75,16 @@ export class MemoryLiveBroker implements LiveBroker {
     const cursor = `${this.epoch}-${position}`;
     const feed = feedName(input.kind, input.device);
     const json = eventJson(input.kind, feed, input.device, cursor, JSON.stringify(input.body));
-    const event = new MemoryEvent(input.kind, input.device, feed, cursor, position, input.time, json);
+    const event = new MemoryEvent(
+      input.kind,
+      input.device,
+      feed,
+      cursor,
+      position,
+      input.time,
+      json,
+      input.body,
+    );
     this.history.push(event);
     rememberLatest(this.latestByFeed, feed, event, this.maxFeeds);
     for (const listener of this.listeners) listener(event);
@@ -76,6 +100,10 @@ export class MemoryLiveBroker implements LiveBroker {
     for (let p = from + 1; p <= this.position && out.length < limit; p++)
       out.push(this.history.at(p - first));
     return out;
+  }
+
+  head(): string {
+    return `${this.epoch}-${this.position}`;
   }
 
   latest(patterns: readonly FeedPattern[]): LiveEvent[] {

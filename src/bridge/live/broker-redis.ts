@@ -46,6 +46,24 @@ export interface RedisBrokerOptions {
   readonly readCount?: number;
   /** XREAD BLOCK timeout, ms (how soon close() is noticed without a disconnect). Default 5000. */
   readonly blockMs?: number;
+  /** The history store, fed with every event the reader reads (history-feed.ts). */
+  readonly history?: StreamHistory;
+}
+
+/** The history store as the stream's reader feeds it. */
+export interface StreamHistory {
+  /**
+   * The newest stream ID it holds. When the stream still holds what followed it, the reader starts
+   * right after it: the events published while this instance was away are streamed once more (the
+   * window and the store get them), so the store has no hole across a restart.
+   */
+  readonly resumeAfter: string | undefined;
+  /** Takes every event the reader reads, before any listener. */
+  append(event: LiveEvent): void;
+  /** The next event appended directly follows the one with this ID. */
+  continueAfter(id: string): void;
+  /** Events may be missing before the next one (the stream was trimmed past the reader). */
+  breakContinuity(): void;
 }
 
 const ID_RE = /^(\d{1,15})-(\d{1,15})$/;
@@ -82,7 +100,13 @@ class StreamEvent implements LiveEvent {
     public position: number,
     readonly time: number,
     readonly json: Buffer,
+    /** The fields' JSON as read from the stream. */
+    readonly fields: string,
   ) {}
+
+  get key(): { major: number; minor: number } {
+    return { major: this.id.ms, minor: this.id.seq };
+  }
 
   snapshotJson(): Buffer {
     this.snapshot ??= Buffer.concat([
@@ -106,7 +130,7 @@ function decodeEntry(id: string, entry: string): StreamEvent | undefined {
   if (kind !== 'telemetry' && kind !== 'status') return undefined;
   const feed = feedName(kind, device);
   const json = eventJson(kind, feed, device, id, body);
-  return new StreamEvent(kind, device, feed, id, parsed, 0, Number(time), json);
+  return new StreamEvent(kind, device, feed, id, parsed, 0, Number(time), json, body);
 }
 
 type RedisWithScript = Redis & {
@@ -200,6 +224,7 @@ export class RedisLiveBroker implements LiveBroker {
   after(since: string, limit: number): readonly LiveEvent[] | 'gap' {
     const cursor = parseId(since);
     if (!cursor) return 'gap';
+    if (since === this.lastId) return []; // nothing read after it yet
     if (this.history.size === 0) return this.floor && compareIds(cursor, this.floor) === 0 ? [] : 'gap';
     const newest = this.history.at(this.history.size - 1);
     const oldest = this.history.at(0);
@@ -224,6 +249,10 @@ export class RedisLiveBroker implements LiveBroker {
     const out: LiveEvent[] = [];
     for (let i = from; i < this.history.size && out.length < limit; i++) out.push(this.history.at(i));
     return out;
+  }
+
+  head(): string {
+    return this.lastId;
   }
 
   latest(patterns: readonly FeedPattern[]): LiveEvent[] {
@@ -273,9 +302,29 @@ export class RedisLiveBroker implements LiveBroker {
       event.position = ++this.position;
       rememberLatest(this.latestByFeed, event.feed, event, this.maxFeeds);
     }
-    for (const id of windowIds) this.history.push(byId.get(id)!);
-    const newest = windowIds.at(-1);
-    if (newest) this.lastId = newest;
+    // Resuming the history store: the window stops at what it holds; the reader streams the rest.
+    const resume = await this.resumePoint();
+    for (const id of windowIds) {
+      if (resume && compareIds(parseId(id)!, resume) > 0) break;
+      this.history.push(byId.get(id)!);
+    }
+    const newest = this.history.size > 0 ? this.history.at(this.history.size - 1).cursor : undefined;
+    if (resume) {
+      this.lastId = this.options.history!.resumeAfter!;
+      this.options.history!.continueAfter(this.lastId);
+    } else if (newest) this.lastId = newest;
+  }
+
+  /** The history's `resumeAfter` when the stream still holds every event after it; else undefined. */
+  private async resumePoint(): Promise<StreamId | undefined> {
+    const from = this.options.history?.resumeAfter;
+    const after = from === undefined ? undefined : parseId(from);
+    if (!after) return undefined;
+    const first = await this.reader.xrange(this.streamKey, '-', '+', 'COUNT', 1);
+    const firstId = first[0] ? parseId(first[0][0]) : undefined;
+    // An empty stream, or one trimmed past it: what followed may be gone.
+    if (!firstId || compareIds(firstId, after) > 0) return undefined;
+    return after;
   }
 
   private async readLoop(): Promise<void> {
@@ -310,7 +359,7 @@ export class RedisLiveBroker implements LiveBroker {
 
   /** After a reconnect: if the stream was trimmed past our last ID, the window has a hole. */
   private async checkContinuity(): Promise<void> {
-    if (this.history.size === 0) return;
+    if (this.lastId === '0-0') return; // nothing read yet: the reader starts from the beginning
     const first = await this.reader.xrange(this.streamKey, '-', '+', 'COUNT', 1);
     const firstId = first[0] ? parseId(first[0][0]) : undefined;
     const last = parseId(this.lastId);
@@ -321,6 +370,7 @@ export class RedisLiveBroker implements LiveBroker {
     );
     this.history.clear();
     this.floor = undefined;
+    this.options.history?.breakContinuity();
   }
 
   private ingest(id: string, fields: string[]): void {
@@ -330,6 +380,7 @@ export class RedisLiveBroker implements LiveBroker {
     event.position = ++this.position;
     this.history.push(event);
     rememberLatest(this.latestByFeed, event.feed, event, this.maxFeeds);
+    this.options.history?.append(event);
     for (const listener of this.listeners) listener(event);
   }
 
