@@ -79,6 +79,11 @@ export interface SessionLimits {
 
 /** A history window being sent (subscribe with `history`). */
 interface HistoryWindow {
+  /**
+   * Every feed the subscribe named, also those already live on the connection (their history is
+   * sent too; their live messages keep flowing meanwhile).
+   */
+  patterns: FeedPattern[];
   readonly from: number;
   readonly to: number;
   readonly points: number | undefined;
@@ -170,11 +175,13 @@ export class LiveSession {
       return { code: 'bad_request', message: 'since must be a cursor string' };
     }
     const added = new Map<string, FeedPattern>();
+    const named: FeedPattern[] = [];
     for (const text of feeds as string[]) {
       const parsed = parseFeedFilter(text);
       if (!isFeedPattern(parsed)) return { code: 'bad_request', message: parsed.error };
       if (!scopeCovers(this.scope, parsed))
         return { code: 'forbidden', message: `'${text}' is outside the token's feeds` };
+      named.push(parsed);
       if (!this.filters.has(text) && !this.replay?.filters.has(text)) added.set(text, parsed);
     }
     if (this.feedCount + added.size > MAX_FEEDS_PER_CONNECTION) {
@@ -183,7 +190,7 @@ export class LiveSession {
         message: `at most ${MAX_FEEDS_PER_CONNECTION} feeds per connection`,
       };
     }
-    const window = this.historyWindow(since, request);
+    const window = this.historyWindow(since, request, named);
     if (window && 'code' in window) return window;
     if ((since !== undefined || window) && this.replay) {
       return {
@@ -217,6 +224,7 @@ export class LiveSession {
   private historyWindow(
     since: unknown,
     request: HistoryRequest,
+    patterns: FeedPattern[],
   ): HistoryWindow | { code: ErrorCode; message: string } | undefined {
     const { history, points } = request;
     if (history === undefined) {
@@ -250,7 +258,7 @@ export class LiveSession {
       return { code: 'bad_request', message: `points must be a whole number from 2 to ${max}` };
     }
     const to = Date.now();
-    return { from: to - ms, to, points: points as number | undefined, devices: undefined, next: 0 };
+    return { patterns, from: to - ms, to, points: points as number | undefined, devices: undefined, next: 0 };
   }
 
   unsubscribe(id: string, feeds: unknown): { code: ErrorCode; message: string } | undefined {
@@ -439,10 +447,7 @@ export class LiveSession {
       })();
     if (window.devices === undefined) {
       replay.busy = true;
-      this.listDevices(replay.filters, window).then(
-        (devices) => settle(() => (window.devices = devices))(),
-        fail,
-      );
+      this.listDevices(window).then((devices) => settle(() => (window.devices = devices))(), fail);
       return;
     }
     const next = window.devices[window.next++];
@@ -488,16 +493,13 @@ export class LiveSession {
             this.transport.sendControl(message);
             if (answer.asOf) replay.seams!.set(feed, answer.asOf);
           }
-        }),
+        })(),
       )
       .catch(fail);
   }
 
   /** The devices a window covers: those named, and those with history that a wildcard matches. */
-  private async listDevices(
-    filters: Map<string, FeedPattern>,
-    window: HistoryWindow,
-  ): Promise<[string, Set<FeedKind>][]> {
+  private async listDevices(window: HistoryWindow): Promise<[string, Set<FeedKind>][]> {
     const devices = new Map<string, Set<FeedKind>>();
     const add = (device: string, kind: FeedKind) => {
       let kinds = devices.get(device);
@@ -508,7 +510,7 @@ export class LiveSession {
       kinds.add(kind);
     };
     const wildcards: FeedPattern[] = [];
-    for (const p of filters.values()) {
+    for (const p of window.patterns) {
       if (p.device === undefined) wildcards.push(p);
       else for (const kind of p.kind ? [p.kind] : (['telemetry', 'status'] as const)) add(p.device, kind);
     }
