@@ -129,8 +129,12 @@ function start(): void {
         (data) => {
           if (historyFor !== asked) return; // another device or window was picked meanwhile
           historyStore.load(data);
-          const incomplete = data.completeFrom === undefined ? '' : ', older part unavailable';
-          historyNote = `last ${range}: ${data.t.length} points from the bridge's history${incomplete}`;
+          // The bridge says when its history is complete from (a store younger than the window).
+          const since =
+            data.completeFrom === undefined
+              ? ''
+              : ` (kept since ${new Date(data.completeFrom).toLocaleString()})`;
+          historyNote = `last ${range}: ${data.t.length} points from the bridge's history${since}`;
           schedule();
         },
         (err: Error) => {
