@@ -54,6 +54,7 @@ import {
   journalName,
 } from './journal.js';
 import { compareKeys, type HistoryKey, type KeySpace } from './key.js';
+import { type DirLock, lockDir } from './lock.js';
 import { loadMeta, type Meta, saveMeta } from './meta.js';
 import {
   type ColumnsMemory,
@@ -349,6 +350,8 @@ export class HistoryEngine {
   private closed = false;
   /** Every event that arrived since this time is held (see RangeResult.heldSince). */
   private coverageStart: number;
+  /** This process's hold on the directory (lock.ts). */
+  private lock: DirLock | undefined;
 
   private constructor(
     private readonly options: HistoryEngineOptions,
@@ -378,8 +381,17 @@ export class HistoryEngine {
     options: HistoryEngineOptions,
   ): Promise<{ engine: HistoryEngine; info: HistoryOpenInfo }> {
     await mkdir(options.dir, { recursive: true });
-    const { meta, reset } = await loadMeta(options.dir, options.keys);
+    const lock = await lockDir(options.dir, options.now);
+    let meta: Meta;
+    let reset: string | undefined;
+    try {
+      ({ meta, reset } = await loadMeta(options.dir, options.keys));
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
     const engine = new HistoryEngine(options, meta);
+    engine.lock = lock;
     if (reset !== undefined) {
       await engine.wipe();
       engine.log('warn', `history: store emptied (${reset})`, { dir: options.dir });
@@ -766,6 +778,7 @@ export class HistoryEngine {
       await this.writeMeta({ ...this.meta, reserved: newest });
     }
     await this.metaChain;
+    await this.lock?.release();
   }
 
   // ── ingest ──────────────────────────────────────────────────────────────────────────────────

@@ -108,7 +108,7 @@ test('past the in-flight bound events are dropped and counted, and a cursor befo
   await store.close();
 });
 
-test('SIGKILL of the process: what was written comes back, and no position is issued twice', async () => {
+test('SIGKILL of the process: what was written comes back, no position is issued twice, and no second process opens it meanwhile', async () => {
   const d = dir();
   const storeUrl = new URL('./store.js', import.meta.url).href;
   // A process that appends steadily and reports the newest key known to be on disk.
@@ -145,6 +145,11 @@ test('SIGKILL of the process: what was written comes back, and no position is is
     });
     try {
       await waitFor('3000 events on disk', () => durable >= first + 3000, { timeoutMs: 30_000 });
+      // Another process may not write the same store meanwhile.
+      await assert.rejects(HistoryStore.open(options(d)), {
+        code: 'E_STORAGE',
+        message: /in use by process \d+ on .*: give each instance its own BRIDGE_HISTORY_DIR/,
+      });
     } finally {
       child.kill('SIGKILL');
       await waitEvent(child, 'exit');
