@@ -22,8 +22,7 @@ import {
   type SharedDeviceOptions,
 } from './group.js';
 import { LatencyHistogram } from './latency.js';
-
-export const MAX_FLEET = 10_000;
+import { MAX_FLEET } from './limits.js';
 
 export interface FleetDevice {
   readonly id: string;

@@ -90,6 +90,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Points found unconfirmed in the spool at start-up (accepted by an earlier run); also counted as received.',
       registers,
     }),
+    subscribersDropped: new Counter({
+      name: 'bridge_subscribers_dropped_total',
+      help: 'MQTT subscribers disconnected for reading too slowly, by reason: buffer (more than BRIDGE_SUBSCRIBER_BUFFER_BYTES queued), drain_timeout (socket not drained within BRIDGE_DRAIN_TIMEOUT_MS).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     liveClients: new Gauge({
       name: 'bridge_live_clients',
       help: 'Open browser connections on /live and /live/sse.',

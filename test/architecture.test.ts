@@ -142,3 +142,30 @@ test('every source file of src/ names its room in its header', () => {
   }
   assert.deepEqual(wrong, []);
 });
+
+/** test/support modules that start a service (a database, Redis, nginx, Chromium, a bridge process). */
+const SERVICE_SUPPORT =
+  /test\/support\/(influx|redis|nginx|chromium|bridge-process|durable-fleet|cluster|deploy)\.ts$/;
+
+test('unit tests (beside the code: `npm run test:unit`) start no service; those that do live in test/', () => {
+  const wrong: string[] = [];
+  for (const dir of ['src', 'firmware-sim', 'bench']) {
+    for (const file of testFiles(join(root, dir))) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(IMPORT_RE)) {
+        const target = relative(root, resolve(dirname(file), m[1]!)).replace(/\.js$/, '.ts');
+        if (SERVICE_SUPPORT.test(target)) wrong.push(`${relative(root, file)} → ${target}`);
+      }
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
+
+function testFiles(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) testFiles(path, out);
+    else if (name.endsWith('.test.ts')) out.push(path);
+  }
+  return out;
+}

@@ -5,58 +5,21 @@
  * adds up throughout, and afterwards every acknowledged sample is stored exactly once.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { after, before, test } from 'node:test';
-import { type BridgeProcess, spawnBridge } from './support/bridge-process.js';
-import { assertStoredExactlyOnce, type DurableFleet, startFleet } from './support/durable-fleet.js';
-import { type FaultProxy, type InfluxdServer, startFaultProxy, startInfluxd } from './support/influx.js';
-import { tempDir } from './support/services.js';
+import { test } from 'node:test';
+import { durabilityRig } from './support/durability-rig.js';
+import { assertStoredExactlyOnce } from './support/durable-fleet.js';
 import { waitFor } from './support/wait.js';
 
 const DB = 'errors';
 
-const dataDir = tempDir('dur-errors');
-let influx: InfluxdServer | undefined;
-let proxy: FaultProxy | undefined;
-let skip: string | undefined;
-let bridge: BridgeProcess | undefined;
-let fleet: DurableFleet | undefined;
-
-before(async () => {
-  const started = await startInfluxd({ database: DB });
-  if ('skip' in started) skip = started.skip;
-  else {
-    influx = started;
-    proxy = await startFaultProxy(started.url);
-  }
-});
-
-after(async () => {
-  await fleet?.stop();
-  await bridge?.terminate(5000);
-  await proxy?.close();
-  await influx?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+const rig = durabilityRig({ name: 'errors', database: DB, faultProxy: true });
 
 test('InfluxDB answering 500 then 429 Retry-After: nothing acknowledged is lost or doubled', async (t) => {
-  if (skip || !influx || !proxy) return t.skip(skip);
-  const db = influx;
-  const p = proxy;
-  const b = await spawnBridge({
-    dataDir,
-    // Small, frequent batches: many confirmations for the steady-state ledger check to land between.
-    env: {
-      INFLUX_URL: p.url,
-      INFLUX_API: 'v1',
-      INFLUX_DATABASE: DB,
-      INFLUX_FLUSH_INTERVAL_MS: '20',
-      INFLUX_BATCH_SIZE: '10',
-    },
-  });
-  bridge = b;
-  const f = await startFleet({ dataDir, url: b.mqttUrl, prefix: 'errors-' });
-  fleet = f;
+  if (rig.skip) return t.skip(rig.skip);
+  const p = rig.proxy!;
+  // Small, frequent batches: many confirmations for the steady-state ledger check to land between.
+  const b = await rig.spawnBridge({ INFLUX_FLUSH_INTERVAL_MS: '20', INFLUX_BATCH_SIZE: '10' });
+  const f = await rig.startFleet();
   await waitFor('every device acknowledged 20 messages', () => f.devices.every((d) => d.stats.acked >= 20), {
     timeoutMs: 20_000,
   });
@@ -118,7 +81,7 @@ test('InfluxDB answering 500 then 429 Retry-After: nothing acknowledged is lost 
   assert.ok(b.logs.some((l) => l['msg'] === 'InfluxDB writes succeed again'));
   await f.drain(20_000);
   await waitFor('the last samples written', async () => (await b.ledger()).backlog === 0);
-  await assertStoredExactlyOnce(db, DB, f, { drained: true });
+  await assertStoredExactlyOnce(rig.influx!, DB, f, { drained: true });
   const end = await checkLedger('at the end');
   assert.equal(end.deadLettered + end.rejected, 0, 'a 5xx or 429 never dead-letters');
 });

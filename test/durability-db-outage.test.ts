@@ -5,55 +5,26 @@
  * acknowledged sample is stored exactly once.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { after, test } from 'node:test';
-import { type BridgeProcess, spawnBridge } from './support/bridge-process.js';
-import { assertStoredExactlyOnce, type DurableFleet, startFleet } from './support/durable-fleet.js';
-import { type InfluxdServer, startInfluxd } from './support/influx.js';
-import { freePort, tempDir } from './support/services.js';
+import { test } from 'node:test';
+import { durabilityRig } from './support/durability-rig.js';
+import { assertStoredExactlyOnce } from './support/durable-fleet.js';
 import { waitFor } from './support/wait.js';
 
 const DB = 'outage';
 const OUTAGE_MS = 30_000;
 
-const influxDir = tempDir('influxd-outage');
-const dataDir = tempDir('dur-outage');
-let influx: InfluxdServer | undefined;
-let bridge: BridgeProcess | undefined;
-let fleet: DurableFleet | undefined;
-
-after(async () => {
-  await fleet?.stop();
-  await bridge?.terminate(5000);
-  await influx?.stop();
-  rmSync(influxDir, { recursive: true, force: true });
-  rmSync(dataDir, { recursive: true, force: true });
-});
+const rig = durabilityRig({ name: 'outage', database: DB });
 
 test('InfluxDB down for 30 s: the bridge keeps acknowledging, then every acknowledged sample is stored once', async (t) => {
-  const port = await freePort();
-  const started = await startInfluxd({ database: DB, port, dir: influxDir });
-  if ('skip' in started) return t.skip(started.skip);
-  influx = started;
-  bridge = await spawnBridge({
-    dataDir,
-    env: {
-      INFLUX_URL: influx.url,
-      INFLUX_API: 'v1',
-      INFLUX_DATABASE: DB,
-      INFLUX_FLUSH_INTERVAL_MS: '200',
-    },
-  });
-  fleet = await startFleet({ dataDir, url: bridge.mqttUrl, prefix: 'outage-' });
-  const f = fleet;
-  const b = bridge;
+  if (rig.skip) return t.skip(rig.skip);
+  const b = await rig.spawnBridge({ INFLUX_FLUSH_INTERVAL_MS: '200' });
+  const f = await rig.startFleet();
   await waitFor('every device acknowledged 20 messages', () => f.devices.every((d) => d.stats.acked >= 20), {
     timeoutMs: 20_000,
   });
   await waitFor('points written before the outage', async () => (await b.ledger()).written > 0);
 
-  await influx.stop(); // by its PID; the data dir is kept (startInfluxd got `dir`)
-  influx = undefined;
+  await rig.stopInflux(); // by its PID; the data dir is kept
   const down = await b.ledger();
   const ackedAtStop = f.samplesAcked();
   const outageStart = Date.now();
@@ -78,9 +49,7 @@ test('InfluxDB down for 30 s: the bridge keeps acknowledging, then every acknowl
     'the outage is logged',
   );
 
-  const back = await startInfluxd({ port, dir: influxDir });
-  assert.ok(!('skip' in back));
-  influx = back;
+  const back = await rig.startInflux();
   // The writer's backoff is capped at 30 s: the drain starts within that.
   await waitFor(
     'the spool drained into the restarted InfluxDB',

@@ -7,48 +7,26 @@
  * acknowledged sample is stored exactly once and the ledger adds up.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { after, test } from 'node:test';
-import { type BridgeProcess, spawnBridge } from './support/bridge-process.js';
-import { assertStoredExactlyOnce, type DurableFleet, startFleet } from './support/durable-fleet.js';
-import { type InfluxdServer, startInfluxd } from './support/influx.js';
-import { freePort, requireBinary, tempDir } from './support/services.js';
+import { test } from 'node:test';
+import { durabilityRig } from './support/durability-rig.js';
+import { assertStoredExactlyOnce } from './support/durable-fleet.js';
 import { waitFor } from './support/wait.js';
 
 const DB = 'full';
 const MAX_BYTES = 65_536; // the smallest limit config allows: ~5 s of this fleet's traffic
 
-const dataDir = tempDir('dur-full');
-let influx: InfluxdServer | undefined;
-let bridge: BridgeProcess | undefined;
-let fleet: DurableFleet | undefined;
-
-after(async () => {
-  await fleet?.stop();
-  await bridge?.terminate(5000);
-  await influx?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+const rig = durabilityRig({ name: 'full', database: DB, influxAtStart: false });
 
 test('spool disk limit: 503 near it, no PUBACK at it, nothing dropped; the database returns and all is delivered once', async (t) => {
-  const bin = requireBinary('influxd', 'influxdb');
-  if (!bin.path) return t.skip(bin.skip);
-  const port = await freePort(); // InfluxDB comes here later
-  const b = await spawnBridge({
-    dataDir,
-    env: {
-      INFLUX_URL: `http://127.0.0.1:${port}`,
-      INFLUX_API: 'v1',
-      INFLUX_DATABASE: DB,
-      INFLUX_FLUSH_INTERVAL_MS: '200',
-      BRIDGE_SPOOL_MAX_BYTES: String(MAX_BYTES),
-      BRIDGE_SPOOL_READY_RATIO: '0.5',
-    },
+  if (rig.skip) return t.skip(rig.skip);
+  // InfluxDB comes later, on the port the bridge is given now.
+  const b = await rig.spawnBridge({
+    INFLUX_FLUSH_INTERVAL_MS: '200',
+    BRIDGE_SPOOL_MAX_BYTES: String(MAX_BYTES),
+    BRIDGE_SPOOL_READY_RATIO: '0.5',
   });
-  bridge = b;
   assert.equal((await b.readyz()).status, 200, 'an empty spool is ready even with InfluxDB down');
-  const f = await startFleet({ dataDir, url: b.mqttUrl, prefix: 'full-' });
-  fleet = f;
+  const f = await rig.startFleet();
 
   // Near the limit: not ready, still acknowledging.
   const notReady = await waitFor(
@@ -109,9 +87,7 @@ test('spool disk limit: 503 near it, no PUBACK at it, nothing dropped; the datab
   assert.equal((await b.readyz()).status, 503);
 
   // The database comes: the spool drains, readiness returns, devices deliver what they kept.
-  const started = await startInfluxd({ port, database: DB });
-  assert.ok(!('skip' in started));
-  influx = started;
+  const started = await rig.startInflux();
   await waitFor('/readyz back to 200', async () => (await b.readyz()).status === 200, {
     timeoutMs: 40_000,
     intervalMs: 200,

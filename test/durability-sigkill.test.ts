@@ -6,51 +6,23 @@
  * acknowledged sample is in InfluxDB 1.6 exactly once, and each process's ledger added up.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { after, before, test } from 'node:test';
-import { type BridgeProcess, spawnBridge } from './support/bridge-process.js';
-import { assertStoredExactlyOnce, type DurableFleet, startFleet } from './support/durable-fleet.js';
-import { type InfluxdServer, startInfluxd } from './support/influx.js';
-import { tempDir } from './support/services.js';
+import { test } from 'node:test';
+import { durabilityRig } from './support/durability-rig.js';
+import { assertStoredExactlyOnce } from './support/durable-fleet.js';
 import { waitFor } from './support/wait.js';
 
 const DB = 'sigkill';
 const KILLS = 5;
 
-const dataDir = tempDir('dur-sigkill');
-let influx: InfluxdServer | undefined;
-let skip: string | undefined;
-let bridge: BridgeProcess | undefined;
-let fleet: DurableFleet | undefined;
-
-before(async () => {
-  const started = await startInfluxd({ database: DB });
-  if ('skip' in started) skip = started.skip;
-  else influx = started;
-});
-
-after(async () => {
-  await fleet?.stop();
-  await bridge?.terminate(5000);
-  await influx?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+const rig = durabilityRig({ name: 'kill', database: DB });
 
 test('SIGKILL at five random moments: after restarts every acknowledged sample is stored exactly once', async (t) => {
-  if (skip || !influx) return t.skip(skip);
-  const db = influx;
-  const env = {
-    INFLUX_URL: db.url,
-    INFLUX_API: 'v1',
-    INFLUX_DATABASE: DB,
-    // Batches leave every half second: a kill nearly always finds unconfirmed points in the spool.
-    INFLUX_FLUSH_INTERVAL_MS: '500',
-  };
-  let b = await spawnBridge({ dataDir, env });
-  bridge = b;
+  if (rig.skip) return t.skip(rig.skip);
+  // Batches leave every half second: a kill nearly always finds unconfirmed points in the spool.
+  const env = { INFLUX_FLUSH_INTERVAL_MS: '500' };
+  let b = await rig.spawnBridge(env);
   const ports = b.ports;
-  const f = await startFleet({ dataDir, url: b.mqttUrl, prefix: 'kill-' });
-  fleet = f;
+  const f = await rig.startFleet();
   let recovered = 0;
   const moments: number[] = [];
   for (let kill = 1; kill <= KILLS; kill++) {
@@ -68,8 +40,7 @@ test('SIGKILL at five random moments: after restarts every acknowledged sample i
     assert.equal(l.accounted, l.received, `round ${kill}: ledger before the kill: ${JSON.stringify(l)}`);
     const exit = await b.kill();
     assert.equal(exit.signal, 'SIGKILL');
-    b = await spawnBridge({ dataDir, env, ports });
-    bridge = b;
+    b = await rig.spawnBridge(env, ports);
     const r = await b.ledger();
     assert.equal(r.accounted, r.received, `round ${kill}: ledger after recovery: ${JSON.stringify(r)}`);
     recovered += r.recovered;
@@ -89,7 +60,7 @@ test('SIGKILL at five random moments: after restarts every acknowledged sample i
   });
   for (const d of f.devices)
     assert.ok(d.stats.reconnects >= KILLS, `${d.id} reconnected ${d.stats.reconnects} times`);
-  await assertStoredExactlyOnce(db, DB, f, { drained: true });
+  await assertStoredExactlyOnce(rig.influx!, DB, f, { drained: true });
   const end = await last.ledger();
   assert.equal(end.accounted, end.received, `ledger at the end: ${JSON.stringify(end)}`);
   assert.equal(end.deadLettered + end.rejected, 0);

@@ -6,42 +6,17 @@
  * the next start, which writes them. Every acknowledged sample ends in InfluxDB exactly once.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { connect } from 'node:net';
-import { after, before, test } from 'node:test';
-import { type BridgeProcess, spawnBridge } from './support/bridge-process.js';
-import { assertStoredExactlyOnce, type DurableFleet, startFleet } from './support/durable-fleet.js';
-import { type FaultProxy, type InfluxdServer, startFaultProxy, startInfluxd } from './support/influx.js';
-import { tempDir } from './support/services.js';
+import { test } from 'node:test';
+import { durabilityRig } from './support/durability-rig.js';
+import { assertStoredExactlyOnce } from './support/durable-fleet.js';
 import { waitFor } from './support/wait.js';
 
 const DB = 'sigterm';
 const GRACE_MS = 4000;
 const LEFT_IN_SPOOL = 'unconfirmed points stay in the spool for the next start';
 
-const dataDir = tempDir('dur-sigterm');
-let influx: InfluxdServer | undefined;
-let proxy: FaultProxy | undefined;
-let skip: string | undefined;
-let bridge: BridgeProcess | undefined;
-let fleet: DurableFleet | undefined;
-
-before(async () => {
-  const started = await startInfluxd({ database: DB });
-  if ('skip' in started) skip = started.skip;
-  else {
-    influx = started;
-    proxy = await startFaultProxy(started.url);
-  }
-});
-
-after(async () => {
-  await fleet?.stop();
-  await bridge?.terminate(5000);
-  await proxy?.close();
-  await influx?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+const rig = durabilityRig({ name: 'term', database: DB, faultProxy: true });
 
 /** True when a TCP connection to the port is refused (nobody listens). */
 function refused(port: number): Promise<boolean> {
@@ -56,21 +31,12 @@ function refused(port: number): Promise<boolean> {
 }
 
 test('SIGTERM: stops accepting, flushes within the grace period, exits 0; past it the spool keeps the rest', async (t) => {
-  if (skip || !influx || !proxy) return t.skip(skip);
-  const db = influx;
-  const p = proxy;
-  const env = {
-    INFLUX_URL: p.url,
-    INFLUX_API: 'v1',
-    INFLUX_DATABASE: DB,
-    INFLUX_FLUSH_INTERVAL_MS: '200',
-    BRIDGE_SHUTDOWN_GRACE_MS: String(GRACE_MS),
-  };
-  let b = await spawnBridge({ dataDir, env });
-  bridge = b;
+  if (rig.skip) return t.skip(rig.skip);
+  const p = rig.proxy!;
+  const env = { INFLUX_FLUSH_INTERVAL_MS: '200', BRIDGE_SHUTDOWN_GRACE_MS: String(GRACE_MS) };
+  let b = await rig.spawnBridge(env);
   const ports = b.ports;
-  const f = await startFleet({ dataDir, url: b.mqttUrl, prefix: 'term-' });
-  fleet = f;
+  const f = await rig.startFleet();
   await waitFor('every device acknowledged 20 messages', () => f.devices.every((d) => d.stats.acked >= 20), {
     timeoutMs: 20_000,
   });
@@ -96,12 +62,11 @@ test('SIGTERM: stops accepting, flushes within the grace period, exits 0; past i
   assert.ok(b.logs.some((l) => l['msg'] === 'telebridge stopped'));
   assert.ok(!b.logs.some((l) => l['msg'] === LEFT_IN_SPOOL), 'the spool was flushed');
   // Every sample acknowledged before SIGTERM (and during it) is in the database once.
-  await assertStoredExactlyOnce(db, DB, f, { drained: false });
+  await assertStoredExactlyOnce(rig.influx!, DB, f, { drained: false });
   for (const [id, s] of ackedAtStop) assert.ok(s.size > 0, `${id} had acknowledged samples`);
 
   // 2. A restart finds an empty spool; then InfluxDB fails through the whole grace period.
-  b = await spawnBridge({ dataDir, env, ports });
-  bridge = b;
+  b = await rig.spawnBridge(env, ports);
   assert.equal((await b.ledger()).recovered, 0, 'nothing left in the spool by the flushed shutdown');
   const b2 = b;
   const since = f.messagesAcked();
@@ -126,8 +91,7 @@ test('SIGTERM: stops accepting, flushes within the grace period, exits 0; past i
 
   // 3. The next start recovers them and writes them; devices deliver what they kept meanwhile.
   p.setMode({ kind: 'pass' });
-  b = await spawnBridge({ dataDir, env, ports });
-  bridge = b;
+  b = await rig.spawnBridge(env, ports);
   const start3 = await b.ledger();
   assert.equal(start3.recovered, Number(left?.['points']), 'the next start recovers exactly what was left');
   await waitFor('every device back online', () => f.devices.every((d) => d.connState === 'online'), {
@@ -136,7 +100,7 @@ test('SIGTERM: stops accepting, flushes within the grace period, exits 0; past i
   await f.drain(30_000);
   const b3 = b;
   await waitFor('the backlog written', async () => (await b3.ledger()).backlog === 0, { timeoutMs: 30_000 });
-  await assertStoredExactlyOnce(db, DB, f, { drained: true });
+  await assertStoredExactlyOnce(rig.influx!, DB, f, { drained: true });
   const end = await b.ledger();
   assert.equal(end.accounted, end.received, `ledger at the end: ${JSON.stringify(end)}`);
 });

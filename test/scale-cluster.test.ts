@@ -154,10 +154,55 @@ describe('three instances on one Redis', { skip }, () => {
     backend.end(true);
   });
 
+  test('QoS 0 fan-out of messages relayed from A and B: each subscriber on C, TCP and WebSocket, gets each once, intact', async () => {
+    // C encodes each relayed message once for its subscribers (src/broker/encoded-publish.ts), keyed
+    // by the origin's brokerId and counter: messages of two origins, interleaved, must not mix.
+    const got: Record<'tcp' | 'ws', string[]> = { tcp: [], ws: [] };
+    const subscribers: MqttClient[] = [];
+    for (const transport of ['tcp', 'ws'] as const) {
+      const sub = await connect(c.mqttUrl(transport), {
+        clientId: `fan-${transport}`,
+        username: 'backend',
+        password: subscriberSecret,
+      });
+      sub.on('message', (topic, payload, packet) => {
+        assert.equal(packet.qos, 0);
+        got[transport].push(`${topic.split('/')[1]}:${decodeSeq(payload)}`);
+      });
+      await sub.subscribeAsync('devices/+/telemetry', { qos: 0 });
+      subscribers.push(sub);
+    }
+    const onA = await device('dev-1', a.mqttUrl);
+    const onB = await device('dev-2', b.mqttUrl('tcp'));
+    const expected: string[] = [];
+    for (let seq = 100; seq < 130; seq++) {
+      await Promise.all([
+        publishAcked(onA, 'devices/dev-1/telemetry', sample('dev-1', seq)),
+        publishAcked(onB, 'devices/dev-2/telemetry', sample('dev-2', seq)),
+      ]);
+      expected.push(`dev-1:${seq}`, `dev-2:${seq}`);
+    }
+    for (const transport of ['tcp', 'ws'] as const) {
+      await waitFor(
+        `every message at the ${transport} subscriber`,
+        () => got[transport].length >= expected.length,
+      );
+      assert.deepEqual([...got[transport]].sort(), [...expected].sort(), transport);
+    }
+    for (const client of [onA, onB, ...subscribers]) client.end(true);
+  });
+
   test('a browser moved from B to C with its cursor: no gap, no duplicate', async () => {
     const dev = await device('dev-1', a.mqttUrl);
+    // Another browser on C: it sees an event once C's stream reader has read it.
+    const watchC = await LiveTestClient.connect(`ws://127.0.0.1:${c.bridge.ports.http}/live`, token);
+    watchC.send({ type: 'subscribe', id: 'w', feeds: ['telemetry/dev-1'] });
+    assert.equal((await watchC.next()).type, 'subscribed');
     const onB = await LiveTestClient.connect(`ws://127.0.0.1:${b.bridge.ports.http}/live`, token);
     onB.send({ type: 'subscribe', id: 's1', feeds: ['telemetry/dev-1'] });
+    // Subscribed before the publishes: else B may have read them all already and answer with a
+    // snapshot of seq 14 instead of the live events this test follows.
+    assert.equal((await onB.next()).type, 'subscribed');
     for (let seq = 10; seq < 15; seq++)
       await publishAcked(dev, 'devices/dev-1/telemetry', sample('dev-1', seq));
     let last: Record<string, unknown> | undefined;
@@ -167,6 +212,12 @@ describe('three instances on one Redis', { skip }, () => {
     // While the browser is away, more readings (some on B's and C's own devices path: through A).
     for (let seq = 15; seq < 20; seq++)
       await publishAcked(dev, 'devices/dev-1/telemetry', sample('dev-1', seq));
+    // The PUBACK does not wait for the stream, and each instance reads it on its own: the move is
+    // made once C has read up to 19 (as it has when a real browser reconnects, after its back-off).
+    // Before that, C rightly answers a cursor it has not read yet with a gap, or replays fewer.
+    let seenOnC: unknown;
+    while (seenOnC !== 19) seenOnC = (await watchC.nextMatching((m) => m.type === 'telemetry'))['seq'];
+    watchC.close();
 
     const onC = await LiveTestClient.connect(`ws://127.0.0.1:${c.bridge.ports.http}/live`, token);
     onC.send({ type: 'subscribe', id: 's2', feeds: ['telemetry/dev-1'], since: last['cursor'] });

@@ -45,6 +45,8 @@ const clients: MqttClient[] = [];
 let deviceSecret = '';
 let backendSecret = '';
 let token = '';
+/** The cluster settings every instance here shares (Redis, InfluxDB). */
+let clusterEnv: Record<string, string> = {};
 
 const connect = (port: number, options: IClientOptions) =>
   connectMqtt(`mqtt://127.0.0.1:${port}`, options, clients);
@@ -70,7 +72,7 @@ describe('Redis outage under a cluster', { skip }, () => {
     backendSecret = await registry.addUser('backend', { publish: [], subscribe: ['devices/+/telemetry'] });
     token = (await (await openTokenService(dataA)).create({ feeds: ['telemetry/+'] })).token;
     for (const file of ['registry.json', 'token-key']) copyFileSync(join(dataA, file), join(dataB, file));
-    const env = {
+    clusterEnv = {
       REDIS_URL: r.url,
       INFLUX_URL: db.url,
       INFLUX_API: 'v1',
@@ -79,14 +81,14 @@ describe('Redis outage under a cluster', { skip }, () => {
       INFLUX_SELF_METRICS_MS: '0',
     };
     const config = loadConfig({
-      ...env,
+      ...clusterEnv,
       BRIDGE_MQTT_PORT: '0',
       BRIDGE_HTTP_PORT: '0',
       BRIDGE_DATA_DIR: dataA,
       LOG_LEVEL: 'info',
     });
     a = await startBridge(config, { log: createLogger('info', logs.stream) });
-    b = await startTestBridge(env, { dataDir: dataB });
+    b = await startTestBridge(clusterEnv, { dataDir: dataB });
   });
 
   after(async () => {
@@ -121,8 +123,12 @@ describe('Redis outage under a cluster', { skip }, () => {
     assert.equal((await readyz(a.ports.http)).status, 200);
 
     await r.stop();
-    await waitFor('A not ready', async () => (await readyz(a.ports.http)).status === 503);
-    assert.match((await readyz(a.ports.http)).body.reason ?? '', /redis/);
+    // Each Redis connection notices the outage on its own socket's close, not all in one turn: wait
+    // until the relay's publisher has (the first one down already makes /readyz 503).
+    await waitFor('A not ready, its relay publisher down', async () => {
+      const { status, body } = await readyz(a.ports.http);
+      return status === 503 && /redis unavailable \(.*mqtt-relay-pub/.test(body.reason ?? '');
+    });
     // The device is acknowledged without Redis, the local subscriber still gets it, and it is stored.
     for (let seq = 2; seq <= 6; seq++) await publishAcked(dev, 'devices/dev-1/telemetry', sample(seq));
     await waitFor('local relay during the outage', () => onA.includes(6));
@@ -158,5 +164,22 @@ describe('Redis outage under a cluster', { skip }, () => {
     const live = await browser.nextMatching((m) => m.type === 'telemetry');
     assert.equal(live['device'], 'dev-1');
     browser.close();
+  });
+
+  test('shut down while Redis is away: the instance closes without waiting for Redis', async () => {
+    const c = await startTestBridge(clusterEnv);
+    await r.stop();
+    // The live stream's reader down too: its blocked XREAD is the command ioredis strands.
+    await waitFor('C not ready, its stream reader down', async () => {
+      const { status, body } = await readyz(c.bridge.ports.http);
+      return status === 503 && /live-reader/.test(body.reason ?? '');
+    });
+    let closed = false;
+    void c.close().then(() => {
+      closed = true;
+    });
+    // Polled, not awaited: a close() that hangs leaves no handle and would end the run silently.
+    await waitFor('close() to return', () => closed, { timeoutMs: 10_000 });
+    // A and B are closed by after() while Redis is still away.
   });
 });

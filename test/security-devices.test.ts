@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import {
+  DeviceStatus,
   decodeRejection,
   encodeTelemetry,
   makeCertificate,
@@ -128,6 +129,54 @@ describe('isolation', () => {
     t.bridge.broker.publish('devices/iso-b/commands', Buffer.from('real'), 1);
     await waitFor('the real command', () => got.length > 0);
     assert.deepEqual(got, ['devices/iso-b/commands']);
+  });
+
+  test("a will on another device's topic is refused at CONNECT (5); only the device's own will is published", async () => {
+    // Checked at CONNECT because a will can outlive its connection's rights check: in cluster mode
+    // another instance publishes the stored will of a client whose instance died, with no client.
+    const watch = await t.connect('tcp', {
+      clientId: 'will-watch',
+      username: 'will-watch',
+      password: await t.addUser('will-watch', { publish: [], subscribe: ['devices/+/status'] }),
+    });
+    const seen: { topic: string; firmware: string }[] = [];
+    watch.on('message', (topic, payload) => {
+      const { firmware } = DeviceStatus.decode(payload) as unknown as { firmware: string };
+      seen.push({ topic, firmware });
+    });
+    assert.deepEqual(await subackCodes(watch, ['devices/will-b/status']), [0]);
+    // A valid OFFLINE status, so that only the rights check could stop it; the firmware tells whose.
+    const offline = (firmware: string) => Buffer.from(DeviceStatus.encode({ state: 2, firmware }).finish());
+    const passwordA = await t.addDevice('will-a');
+    const passwordB = await t.addDevice('will-b');
+    await assert.rejects(
+      t.connect('tcp', {
+        clientId: 'will-a',
+        username: 'will-a',
+        password: passwordA,
+        will: { topic: 'devices/will-b/status', payload: offline('forged'), qos: 1, retain: false },
+      }),
+      (err: Error & { code?: number }) => err.code === 5,
+    );
+    // The same device with its own will connects. The victim, dropped uncleanly, has its own will
+    // published: what the watcher sees on that topic is that will and nothing before it.
+    const own = await t.connect('tcp', {
+      clientId: 'will-a',
+      username: 'will-a',
+      password: passwordA,
+      will: { topic: 'devices/will-a/status', payload: offline('own-a'), qos: 1, retain: false },
+    });
+    own.end();
+    const victim = await t.connect('tcp', {
+      clientId: 'will-b',
+      username: 'will-b',
+      password: passwordB,
+      will: { topic: 'devices/will-b/status', payload: offline('own-b'), qos: 1, retain: false },
+    });
+    victim.stream.destroy();
+    await waitFor("will-b's own will", () => seen.length > 0);
+    assert.deepEqual(seen, [{ topic: 'devices/will-b/status', firmware: 'own-b' }]);
+    watch.end();
   });
 });
 

@@ -51,9 +51,16 @@ export interface DeliveredPacket {
   readonly qos: number;
   readonly payload: Buffer;
   readonly retain: boolean;
-  /** Set by Aedes on every message it routes: with `brokerCounter`, the message's identity. */
-  readonly brokerId?: string;
+  readonly dup?: boolean;
+  /**
+   * Set by Aedes on every message it routes: with `brokerCounter`, the message's identity (null on a
+   * retained message sent to a new subscription, which is never deduplicated).
+   */
+  readonly brokerId?: string | null;
   readonly brokerCounter?: number;
+  /** The publishing client's id and MQTT 5 no-local flag (Aedes 1.2 speaks 3.1 and 3.1.1: never set). */
+  readonly clientId?: string;
+  readonly nl?: boolean;
 }
 
 /** Aedes's per-client delivery function: called once per matching subscription and message. */
@@ -63,6 +70,8 @@ interface ClientInternals {
   deliver0: Deliver;
   deliverQoS: Deliver;
   subscriptions: Record<string, { qos: number }>;
+  /** brokerId → the highest brokerCounter delivered to this client (Aedes's `dedupe`). */
+  duplicates: Record<string, number>;
   _keepaliveTimer: NodeJS.Timeout | null;
 }
 
@@ -70,6 +79,7 @@ const CLIENT_SHAPE: readonly [keyof ClientInternals, string][] = [
   ['deliver0', 'function'],
   ['deliverQoS', 'function'],
   ['subscriptions', 'object'],
+  ['duplicates', 'object'],
   ['_keepaliveTimer', 'object'],
 ];
 
@@ -124,6 +134,27 @@ export function replaceDeliveries(client: Client, replace: (current: Deliveries)
 /** The client's subscriptions, filter → granted QoS record (Aedes caps delivery at an exact filter's `qos`). */
 export function subscriptionsOf(client: Client): Record<string, { qos: number }> {
   return internals(client).subscriptions;
+}
+
+/**
+ * Aedes's `dedupe`, for a delivery that bypasses Aedes's delivery functions: true (and remembered)
+ * the first time this client is handed the message with this identity — a message reaches a client
+ * once per matching subscription, and through every broker of a cluster only once per origin counter.
+ * A message without a `brokerId` (a retained one, sent per subscription) is always first.
+ */
+export function firstDelivery(client: Client, packet: DeliveredPacket): boolean {
+  const id = packet.brokerId;
+  if (!id) return true;
+  const duplicates = internals(client).duplicates;
+  const counter = packet.brokerCounter ?? 0;
+  if ((duplicates[id] ?? 0) >= counter) return false;
+  duplicates[id] = counter;
+  return true;
+}
+
+/** The error Aedes destroys a connection with when a QoS 1/2 delivery waited `drainTimeout` for it. */
+export function isDrainTimeout(err: Error): boolean {
+  return err.message === 'drain timeout';
 }
 
 /**

@@ -7,7 +7,7 @@
  *   PUBLISH ─▶ topic rights ─▶ publish rate (QoS 1/2 slowed, QoS 0 dropped) ─▶ ingest.handle
  *                                                                               │ verdict
  *             PUBACK after the verdict ◀── relay to subscribers | discard (+ reply) | refuse (close)
- *   SUBSCRIBE ─▶ rights (SUBACK 0x80) ─▶ delivery wrappers (max QoS, slow subscribers)
+ *   SUBSCRIBE ─▶ rights (SUBACK 0x80) ─▶ delivery taken over (fanout.ts: max QoS, encode once, slow subscribers)
  *
  * Others use it through `publish` (rejections, commands) and `disconnect`.
  */
@@ -32,10 +32,10 @@ import type { Config } from '../config.js';
 import { CONNACK, type ConnackCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { checkAedesInternals, refreshKeepalive } from './aedes-internals.js';
+import { checkAedesInternals, isDrainTimeout, refreshKeepalive } from './aedes-internals.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
-import { deliverAtMaxQos } from './conformance.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
+import { type DropReason, Fanout } from './fanout.js';
 import {
   GuardedStream,
   type GuardOptions,
@@ -45,7 +45,6 @@ import {
 } from './guard.js';
 import type { IngestPort, IngestVerdict } from './ingest-port.js';
 import { PublishPace } from './publish-rate.js';
-import { releaseDeliveries } from './slow-subscriber.js';
 
 export type ListenerName = 'tcp' | 'tls' | 'ws';
 
@@ -100,7 +99,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const wills = new WeakMap<Client, string>();
   const addresses = new WeakMap<Client, string>();
   const connected = new Map<string, Client>();
-  /** Clients whose delivery functions are wrapped (done at their first SUBSCRIBE, see `wrapDeliveries`). */
+  /** Clients whose deliveries the fan-out took over (at their first SUBSCRIBE, see `takeDeliveries`). */
   const subscribers = new WeakSet<Client>();
   const banned = new Map<string, number>();
   const throttle = new LoginThrottle();
@@ -109,6 +108,23 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   /** Per connection, made at its first rate-limited PUBLISH (an idle device carries none). */
   const paces = new WeakMap<Client, PublishPace>();
   const { deviceRate, deviceBurst } = config.limits;
+
+  /** Aedes's `authorizeForward`, and the fan-out's: what a subscriber may be sent. */
+  const forwarded = <P extends { readonly topic: string }>(packet: P): P | null => {
+    if (packet.topic === DISCARD_TOPIC) return null;
+    // A granted wildcard subscription may still cover topics the ACL denies reading.
+    return anonymous && !anonymous.canRead(packet.topic) ? null : packet;
+  };
+  const droppedSubscriber = (client: Client, reason: DropReason, queued?: number) => {
+    metrics.subscribersDropped.inc({ reason });
+    log.warn({ clientId: client.id, reason, queued }, 'slow subscriber disconnected');
+  };
+  const fanout = new Fanout({
+    maxBufferedBytes: config.limits.subscriberBufferBytes,
+    drainTimeoutMs: config.limits.drainTimeoutMs,
+    authorizeForward: (_client, packet) => forwarded(packet),
+    onDrop: droppedSubscriber,
+  });
 
   /** CONNACK 5 for a will on a topic the client may not publish to. */
   const willRefusal = (client: Client, identity: Identity | undefined): AuthenticateError | undefined => {
@@ -287,7 +303,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     },
 
     authorizeSubscribe(client, subscription, callback) {
-      wrapDeliveries(client);
+      takeDeliveries(client);
       const identity = identities.get(client);
       if (isHiddenFilter(subscription.topic) || !canSubscribe(identity, subscription.topic, anonymous)) {
         return callback(null, null); // SUBACK 0x80
@@ -295,11 +311,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       callback(null, subscription);
     },
 
-    authorizeForward(_client, packet: AedesPublishPacket) {
-      if (packet.topic === DISCARD_TOPIC) return null;
-      // A granted wildcard subscription may still cover topics the ACL denies reading.
-      return anonymous && !anonymous.canRead(packet.topic) ? null : packet;
-    },
+    authorizeForward: (_client, packet: AedesPublishPacket) => forwarded(packet),
   });
   checkAedesInternals(aedes);
 
@@ -308,9 +320,11 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     if (connected.get(client.id) === client) connected.delete(client.id);
     paces.get(client)?.close();
   });
-  aedes.on('clientError', (client, err) =>
-    log.debug({ clientId: client.id, err: err.message }, 'client error'),
-  );
+  aedes.on('clientError', (client, err) => {
+    // Aedes's own drain timeout, on its QoS 1/2 path (fanout.ts counts the rest).
+    if (isDrainTimeout(err)) droppedSubscriber(client, 'drain_timeout');
+    else log.debug({ clientId: client.id, err: err.message }, 'client error');
+  });
   aedes.on('connectionError', (client, err) =>
     log.debug({ clientId: client?.id, err: err.message }, 'connection error'),
   );
@@ -320,20 +334,15 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   );
 
   /**
-   * Wraps a client's delivery functions once, at its first subscription: Aedes binds them when a
-   * subscription is added (restored ones too, which also pass through `authorizeSubscribe`), and a
+   * Gives a client's deliveries to the fan-out once, at its first subscription: Aedes binds them when
+   * a subscription is added (restored ones too, which also pass through `authorizeSubscribe`), and a
    * client with no subscription is delivered nothing. An idle device that only publishes thus
-   * carries none of these closures (~0.5 KiB per connection).
+   * carries none of it (~0.5 KiB per connection).
    */
-  function wrapDeliveries(client: Client): void {
+  function takeDeliveries(client: Client): void {
     if (subscribers.has(client)) return;
     subscribers.add(client);
-    // [MQTT-3.3.5-1] before any subscription (restored ones included) binds its delivery function.
-    deliverAtMaxQos(client);
-    // One subscriber that stops reading must not hold up routing for everyone (slow-subscriber.ts).
-    releaseDeliveries(client, config.limits.subscriberBufferBytes, (queued) =>
-      log.warn({ clientId: client.id, queued }, 'slow subscriber disconnected'),
-    );
+    fanout.install(client);
   }
 
   // Per listener, not per connection: every closure or object made in `handle` is multiplied by the

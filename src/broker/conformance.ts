@@ -9,17 +9,18 @@
  *    (≤ 65,535, and never more than the packet's announced length) and lets bodies pass untouched.
  * 2. Overlapping subscriptions (§3.3.5). Aedes delivers a message once per client (its `dedupe`),
  *    through whichever matching subscription its router calls first, and caps the QoS at that of a
- *    subscription whose filter equals the topic. `deliverAtMaxQos` makes the one copy it delivers
- *    carry the highest QoS of all the client's matching subscriptions (never above the PUBLISH's).
+ *    subscription whose filter equals the topic. `deliveryQos` gives the one copy it delivers the
+ *    highest QoS of all the client's matching subscriptions (never above the PUBLISH's); fanout.ts
+ *    delivers at it.
  * 3. `$` topics (§4.7.2). Aedes's router keeps `$` topics from filters that start with a wildcard,
- *    but its retained store does not: `deliverAtMaxQos` drops a retained `$` message that none of
+ *    but its retained store does not: `deliveryQos` refuses a retained `$` message that none of
  *    the client's filters matches under [MQTT-4.7.2-1].
  */
 import { isUtf8 } from 'node:buffer';
 import type { Client } from 'aedes';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
 import { topicMatches } from '../topics.js';
-import { type Deliver, replaceDeliveries, subscriptionsOf } from './aedes-internals.js';
+import { type DeliveredPacket, subscriptionsOf } from './aedes-internals.js';
 
 export class MalformedStringError extends TelebridgeError {
   constructor(message: string) {
@@ -174,36 +175,31 @@ function granted(sub: { qos: number }): number {
 }
 
 /**
- * Makes a client's one delivered copy of a message carry the highest QoS of its matching
- * subscriptions. Install before the client's first subscription: Aedes binds a subscription to the
- * client's QoS 0 or QoS 1/2 delivery function when it is made.
+ * The QoS at which a client's one copy of `packet` goes out, or -1 when it must not go out.
+ * [MQTT-3.3.5-1] the highest QoS of the client's matching subscriptions, never above the PUBLISH's;
+ * [MQTT-4.7.2-1] none for a retained `$` message that Aedes's retained store matched against a
+ * filter starting with a wildcard (its router already keeps live ones from such filters).
+ *
+ * A QoS 0 message goes out at QoS 0 whatever the subscriptions, so only a `$` one is matched against
+ * them: the fan-out of QoS 0 telemetry costs no scan.
  */
-export function deliverAtMaxQos(client: Client): void {
-  replaceDeliveries(client, ({ deliver0, deliverQoS }) => {
-    const subscriptions = subscriptionsOf(client);
-    const deliver: Deliver = (packet, cb) => {
-      let max = -1;
-      for (const filter in subscriptions) {
-        const sub = subscriptions[filter]!;
-        if (topicMatches(filter, packet.topic)) max = Math.max(max, granted(sub));
-      }
-      if (max < 0) {
-        // [MQTT-4.7.2-1] a retained `$` message that Aedes's retained store matched against a filter
-        // starting with a wildcard (its router already skips live ones).
-        if (packet.topic.charCodeAt(0) === 36) return cb(); // '$'
-        // Not through a subscription (Aedes's `client.publish`): as Aedes would.
-        return packet.qos === 0 ? deliver0(packet, cb) : deliverQoS(packet, cb);
-      }
-      // [MQTT-3.3.5-1] deliver respecting the maximum QoS of all matching subscriptions, never
-      // above the QoS the message was published with.
-      const qos = Math.min(packet.qos, max);
-      // Aedes caps the QoS at the subscription whose filter equals the topic: that cap must be the
-      // maximum too. Its granted QoS is remembered in `grantedQos`.
-      const exact = subscriptions[packet.topic];
-      if (exact) exact.qos = max;
-      if (qos === 0) return deliver0(packet, cb);
-      deliverQoS(qos === packet.qos ? packet : { ...packet, qos }, cb);
-    };
-    return { deliver0: deliver, deliverQoS: deliver };
-  });
+export function deliveryQos(client: Client, packet: DeliveredPacket): number {
+  const dollar = packet.topic.charCodeAt(0) === 36; // '$'
+  if (packet.qos === 0 && !dollar) return 0;
+  const subscriptions = subscriptionsOf(client);
+  let max = -1;
+  for (const filter in subscriptions) {
+    const sub = subscriptions[filter]!;
+    if (topicMatches(filter, packet.topic)) max = Math.max(max, granted(sub));
+  }
+  if (max < 0) {
+    if (dollar) return -1;
+    // Not through a subscription (Aedes's `client.publish`): as Aedes would.
+    return packet.qos;
+  }
+  // Aedes caps the QoS at the subscription whose filter equals the topic: that cap must be the
+  // maximum too. Its granted QoS is remembered in `grantedQos`.
+  const exact = subscriptions[packet.topic];
+  if (exact) exact.qos = max;
+  return Math.min(packet.qos, max);
 }

@@ -24,18 +24,32 @@ test('a packet announcing more than the limit is refused at its header, before a
   assert.equal(err.limit, 65_536);
 });
 
-test('the header split one byte a chunk is refused as soon as the length is certain', () => {
-  const reader = new FixedHeaderReader(1000);
-  const bytes = header(5000);
-  let err: Error | undefined;
-  let fedBytes = 0;
-  for (const b of bytes) {
-    fedBytes++;
-    err = reader.feed(Buffer.from([b]));
-    if (err) break;
+test('the header split one byte a chunk is refused at the byte that makes the length certain', () => {
+  // [limit, announced remaining length, header bytes fed when refused, announced size then]
+  const cases: [number, number, number, number][] = [
+    // 0x30 0x88 0x27: after 0x88 only 8 is known (more bytes follow); 5000 is certain at the last byte.
+    [1000, 5000, 3, 5000 + 3],
+    // 0x30 0xE4 0x27: the low seven bits alone (100) already exceed 50, one byte before the end.
+    [50, 100 + 39 * 128, 2, 100 + 2],
+    // 0x30 0x80 0x80 0x80 0x64: nothing is known until the fourth length byte.
+    [65_536, 200 * 1024 * 1024, 5, 200 * 1024 * 1024 + 5],
+  ];
+  for (const [limit, remaining, cutAt, announced] of cases) {
+    const reader = new FixedHeaderReader(limit);
+    // The header and the first body bytes, one byte a chunk.
+    const bytes = Buffer.concat([header(remaining), Buffer.alloc(16)]);
+    let err: Error | undefined;
+    let fedBytes = 0;
+    for (const b of bytes) {
+      fedBytes++;
+      err = reader.feed(Buffer.from([b]));
+      if (err) break;
+    }
+    assert.ok(err instanceof PacketTooLargeError, `limit ${limit}, length ${remaining}`);
+    assert.equal(fedBytes, cutAt, `limit ${limit}, length ${remaining}: refused after byte ${fedBytes}`);
+    assert.equal(err.announced, announced);
+    assert.equal(err.limit, limit);
   }
-  assert.ok(err instanceof PacketTooLargeError);
-  assert.ok(fedBytes <= bytes.length);
 });
 
 test('a fifth length byte is malformed', () => {

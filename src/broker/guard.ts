@@ -13,8 +13,10 @@
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
+import { corkForTurn } from '../turn-cork.js';
 import { interceptSocketReads, pushOnward } from './aedes-internals.js';
 import { Utf8FieldInspector } from './conformance.js';
+import type { EncodedPacket } from './encoded-publish.js';
 
 export class PacketTooLargeError extends TelebridgeError {
   constructor(
@@ -112,8 +114,15 @@ export interface OutboundSink {
   write(data: Buffer | string): boolean;
   cork(): void;
   uncork(): void;
+  /**
+   * Writes a packet encoded once for many connections (fanout.ts), after everything written before
+   * it; false once the sink is over its buffer limit.
+   */
+  writePacket(packet: EncodedPacket): boolean;
   /** Bytes accepted and not yet handed to the kernel. */
   readonly queuedBytes: number;
+  /** True while what is written waits for an uncork (a packet's chunks, or the turn: turn-cork.ts). */
+  readonly corked: boolean;
   onDrain(listener: () => void): void;
   end(): void;
 }
@@ -122,14 +131,24 @@ export interface OutboundSink {
 export interface FrameSocket {
   send(data: Buffer, options: { binary: true; compress: false }): void;
   readonly bufferedAmount: number;
+  /** 1 (OPEN) until a close frame is sent or received. */
+  readonly readyState: number;
   close(): void;
 }
 
+const WS_OPEN = 1;
+
 /**
- * MQTT over WebSocket: everything written in one tick goes out as one binary frame (MQTT over
+ * MQTT over WebSocket: everything Aedes writes in one tick goes out as one binary frame (MQTT over
  * WebSocket allows several packets per frame), straight through `ws`, instead of one frame per chunk
- * through a stream wrapper (measured: 5 frames per QoS 0 PUBLISH, each its own system call).
- * @param raw the upgraded TCP socket, for its `drain` event.
+ * through a stream wrapper (measured: 5 frames per QoS 0 PUBLISH, each its own system call). A
+ * packet encoded for many connections (`writePacket`) is written already framed to the upgraded
+ * socket itself, corked for the event-loop turn (turn-cork.ts): the frame is built once per message,
+ * and a connection gets one `writev` per turn. That is safe next to `ws`'s own writes (pings, the
+ * close frame, the frames above) because without permessage-deflate (off on `/mqtt`) `ws` writes each
+ * frame to the socket synchronously, whole; fanned-out frames are written only while `readyState` is
+ * OPEN, so never after a close frame.
+ * @param raw the upgraded TCP socket: fanned-out frames go to it, and its `drain` event is the sink's.
  */
 export function webSocketSink(ws: FrameSocket, raw: Duplex, highWaterMark = 64 * 1024): OutboundSink {
   return new WebSocketSink(ws, raw, highWaterMark);
@@ -173,8 +192,24 @@ class WebSocketSink implements OutboundSink {
     if (this.corks > 0 && --this.corks === 0 && !this.scheduled) this.flush();
   }
 
+  writePacket(packet: EncodedPacket): boolean {
+    // Aedes's chunks of this tick are whole packets (mqtt-packet writes one in a single call): they
+    // go first, whatever its cork, to keep the connection's order.
+    if (this.pendingBytes > 0) this.send();
+    const raw = this.raw;
+    if (this.ws.readyState === WS_OPEN && !raw.destroyed) {
+      corkForTurn(raw);
+      raw.write(packet.frame);
+    }
+    return this.pendingBytes + this.ws.bufferedAmount < this.highWaterMark;
+  }
+
   get queuedBytes(): number {
     return this.pendingBytes + this.ws.bufferedAmount;
+  }
+
+  get corked(): boolean {
+    return this.corks > 0 || this.raw.writableCorked > 0;
   }
 
   onDrain(listener: () => void): void {
@@ -182,14 +217,20 @@ class WebSocketSink implements OutboundSink {
   }
 
   end(): void {
-    this.flush();
+    // Whatever Aedes wrote goes before the close frame, corked or not.
+    this.send();
     this.ws.close();
   }
 
   flush(): void {
     this.scheduled = false;
+    if (this.corks === 0) this.send();
+  }
+
+  /** Sends what Aedes wrote since the last send as one frame. */
+  private send(): void {
     const pending = this.pending;
-    if (this.corks > 0 || !pending || pending.length === 0) return;
+    if (!pending || pending.length === 0) return;
     const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.pendingBytes);
     pending.length = 0;
     this.pendingBytes = 0;
@@ -309,9 +350,20 @@ export class GuardedStream extends Duplex {
     this.sink.uncork();
   }
 
-  /** Bytes queued for the client and not yet taken by the kernel (read by the slow-subscriber guard). */
+  /** A packet encoded once for many connections (fanout.ts), in order with everything else written. */
+  writePacket(packet: EncodedPacket): boolean {
+    if (this.destroyed) return false;
+    return this.sink.writePacket(packet);
+  }
+
+  /** Bytes queued for the client and not yet taken by the kernel (read by the fan-out's allowance). */
   get queuedBytes(): number {
     return this.sink.queuedBytes;
+  }
+
+  /** True while the sink holds what is written for an uncork. */
+  get outboundCorked(): boolean {
+    return this.sink.corked;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (error?: Error | null) => void): void {
@@ -330,9 +382,15 @@ export class GuardedStream extends Duplex {
   }
 }
 
-// Writable's own `writableLength` counts its buffer, which the sink bypasses: report the sink's.
+// Writable's own `writableLength` and `writableCorked` describe its buffer, which the sink
+// bypasses: report the sink's.
 Object.defineProperty(GuardedStream.prototype, 'writableLength', {
   get(this: GuardedStream) {
     return this.queuedBytes;
+  },
+});
+Object.defineProperty(GuardedStream.prototype, 'writableCorked', {
+  get(this: GuardedStream) {
+    return this.outboundCorked ? 1 : 0;
   },
 });

@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { fleetIds, provisionFleet } from '../../firmware-sim/provision.js';
 import { loadConfig } from '../config.js';
-import { createLogger } from '../log.js';
 import { runSim, type SimOptions } from './sim.js';
 
 interface DemoOptions {
@@ -70,6 +69,7 @@ export async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = pr
   // Loaded here, not at the top: the other sub-commands must not pay for the bridge's imports.
   const { startBridge } = await import('../app.js');
   const { openTokenService } = await import('../auth/tokens.js');
+  const { createLogger } = await import('../log.js');
   const bridge = await startBridge(config, { log: createLogger(config.logLevel, process.stderr) });
   try {
     const tokens = await openTokenService(config.dataDir);

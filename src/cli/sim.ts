@@ -9,14 +9,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { FaultKind } from '../../firmware-sim/faults.js';
-import {
-  Fleet,
-  type FleetDevice,
-  type FleetSummary,
-  formatProgress,
-  MAX_FLEET,
-} from '../../firmware-sim/fleet.js';
+// Types only: the fleet (mqtt, protobuf, workers) is loaded when `sim` or `demo` runs, so the other
+// sub-commands start fast.
+import type { Fleet, FleetDevice, FleetSummary } from '../../firmware-sim/fleet.js';
 import type { SharedDeviceOptions } from '../../firmware-sim/group.js';
+import { MAX_FLEET } from '../../firmware-sim/limits.js';
 import { fleetFromFile, fleetIds, provisionFleet } from '../../firmware-sim/provision.js';
 import { dataDirOf } from './data-dir.js';
 
@@ -176,6 +173,7 @@ export async function runSim(
   };
   const mode = options.progress === 'auto' ? (out.isTTY ? 'tty' : 'plain') : options.progress;
   let ticks = 0;
+  const { Fleet, formatProgress } = await import('../../firmware-sim/fleet.js');
   const fleet = new Fleet({
     devices,
     shared,

@@ -20,8 +20,10 @@
  * the safe answer, followed by snapshots.
  *
  * Redis down: `publish` drops the event (counted in `dropped`; storage is unaffected, the pipeline
- * spooled the reading already), the reader waits and resumes from its last ID when Redis is back; if
- * the stream was trimmed past it meanwhile, the window restarts (older cursors get a gap).
+ * spooled the reading already) once the publishing connection has noticed the outage (one made in the
+ * instant before either fails, counted too, or is re-sent by ioredis once Redis is back), the reader waits and resumes from its
+ * last ID when Redis is back; if the stream was trimmed past it meanwhile, the window restarts (older
+ * cursors get a gap). `close()` returns during an outage too.
  */
 import type { Redis } from 'ioredis';
 import { type FeedKind, type FeedPattern, feedName } from '../../feeds.js';
@@ -65,6 +67,9 @@ export interface StreamHistory {
   /** Events may be missing before the next one (the stream was trimmed past the reader). */
   breakContinuity(): void;
 }
+
+/** What the read loop's awaits yield once close() was called. */
+const CLOSED = Symbol('closed');
 
 const ID_RE = /^(\d{1,15})-(\d{1,15})$/;
 /** Separates the fields of a stream entry; device ids cannot contain it, JSON escapes it. */
@@ -157,6 +162,9 @@ export class RedisLiveBroker implements LiveBroker {
   private readonly latestByFeed = new Map<string, StreamEvent>();
   private readonly listeners = new Set<(event: LiveEvent) => void>();
   private closed = false;
+  /** Settles when close() is called; every await of the read loop races it (see `untilClosed`). */
+  private readonly closing: Promise<typeof CLOSED>;
+  private signalClosing!: () => void;
   private reconnected = false;
   private reading: Promise<void> | undefined;
   private dropLogged = false;
@@ -170,6 +178,9 @@ export class RedisLiveBroker implements LiveBroker {
     this.streamKey = `${prefix}:stream`;
     this.latestKey = `${prefix}:latest`;
     this.maxFeeds = options.maxFeeds ?? 200_000;
+    this.closing = new Promise((resolve) => {
+      this.signalClosing = () => resolve(CLOSED);
+    });
     this.history = new HistoryRing<StreamEvent>(options.historyCount, options.historyBytes, (event) => {
       this.floor = event.id;
     });
@@ -267,8 +278,9 @@ export class RedisLiveBroker implements LiveBroker {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.signalClosing();
     this.listeners.clear();
-    this.reader.disconnect(); // rejects the blocked XREAD
+    this.reader.disconnect();
     this.pub.disconnect();
     await this.reading;
   }
@@ -336,15 +348,10 @@ export class RedisLiveBroker implements LiveBroker {
           this.reconnected = false;
           await this.checkContinuity();
         }
-        const reply = (await this.reader.xread(
-          'COUNT',
-          count,
-          'BLOCK',
-          block,
-          'STREAMS',
-          this.streamKey,
-          this.lastId,
-        )) as [string, [string, string[]][]][] | null;
+        const reply = (await this.untilClosed(
+          this.reader.xread('COUNT', count, 'BLOCK', block, 'STREAMS', this.streamKey, this.lastId),
+        )) as [string, [string, string[]][]][] | null | typeof CLOSED;
+        if (reply === CLOSED) return;
         if (!reply) continue;
         for (const [, entries] of reply) {
           for (const [id, fields] of entries) this.ingest(id, fields);
@@ -352,15 +359,27 @@ export class RedisLiveBroker implements LiveBroker {
       } catch (err) {
         if (this.closed) return;
         this.options.log.debug({ err: (err as Error).message }, 'live: stream read failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        await this.untilClosed(new Promise((resolve) => setTimeout(resolve, 200)));
       }
     }
+  }
+
+  /**
+   * `pending`, or CLOSED as soon as close() is called. close() cannot count on ioredis to settle the
+   * reader's command: an XREAD in flight when Redis went away is stashed for re-sending, and
+   * disconnect() while the client waits to reconnect neither re-sends nor rejects it, so it stays
+   * pending for ever (redis/ioredis#2169, #2197). Awaiting it made close() hang during an outage —
+   * a shutdown that never finished.
+   */
+  private untilClosed<T>(pending: Promise<T>): Promise<T | typeof CLOSED> {
+    return Promise.race([pending, this.closing]);
   }
 
   /** After a reconnect: if the stream was trimmed past our last ID, the window has a hole. */
   private async checkContinuity(): Promise<void> {
     if (this.lastId === '0-0') return; // nothing read yet: the reader starts from the beginning
-    const first = await this.reader.xrange(this.streamKey, '-', '+', 'COUNT', 1);
+    const first = await this.untilClosed(this.reader.xrange(this.streamKey, '-', '+', 'COUNT', 1));
+    if (first === CLOSED) return;
     const firstId = first[0] ? parseId(first[0][0]) : undefined;
     const last = parseId(this.lastId);
     if (!firstId || !last || compareIds(firstId, last) <= 0) return;

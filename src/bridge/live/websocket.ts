@@ -18,9 +18,8 @@
  * frame, and no connection keeps a deflate window between messages. With context takeover `ws`
  * compresses every message, per connection: 1,000 browsers at 100 messages/s cost ~51 µs a delivery
  * and ~0.5 GiB instead of ~8 µs (bench live-fanout with deflate offered). Every socket written to in
- * one event-loop turn stays corked until the turn's check phase (`setImmediate`), so the messages a
- * busy turn fans out leave as one `writev` per connection instead of one per message; an idle turn
- * adds no delay.
+ * one event-loop turn stays corked until the turn's check phase (src/turn-cork.ts), so the messages
+ * a busy turn fans out leave as one `writev` per connection instead of one per message.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -33,6 +32,7 @@ import { type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from '.
 import type { Logger } from '../../log.js';
 import { TokenBucket } from '../../rate-limit.js';
 import { DEVICE_ID_RE } from '../../topics.js';
+import { corkForTurn } from '../../turn-cork.js';
 import { WsHeartbeat } from '../../ws-heartbeat.js';
 import type { LiveBroker } from './broker.js';
 import type { ClientRegistry, LiveClient } from './client.js';
@@ -83,18 +83,6 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
   });
   const frames = new FrameCache();
   const heartbeat = new WsHeartbeat();
-  /** Sockets corked in this event-loop turn; each at most once, so bounded by the connections. */
-  const corked: Duplex[] = [];
-  const uncorkAll = () => {
-    for (const socket of corked) socket.uncork();
-    corked.length = 0;
-  };
-  const corkForTurn = (socket: Duplex) => {
-    // ws's Sender corks and uncorks within one call, so a count above 0 here is our own cork.
-    if (socket.writableCorked > 0) return;
-    socket.cork();
-    if (corked.push(socket) === 1) setImmediate(uncorkAll);
-  };
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', (err) => log.debug({ err }, 'live: socket error before upgrade'));
