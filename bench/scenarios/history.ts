@@ -13,7 +13,9 @@
  *   than the 10,000 events the in-memory window holds) all resume at once through `/live` (raw
  *   WebSocket clients, the bench's browsers), each following one device: every browser must get
  *   exactly its missed readings, then `replayed`; the bridge's resident memory is sampled
- *   throughout. Target: all exact, no gap, RSS growth within LIMITS.historyResumeRssMiB (bench/lib/report.ts).
+ *   throughout. Target: all exact, no gap, and RSS growth within LIMITS.historyResumeKiBPerBrowser a
+ *   browser (bench/lib/report.ts): a replay fills a browser's send buffer only up to the soft limit,
+ *   the store answers a few reads at a time, so memory follows browsers, not readings missed.
  * - `history-ingest`: what writing the store costs the ingest path: the ingest scenario's load
  *   (QoS 1 over TCP, authenticated, spooled and written to InfluxDB 1.6) on the bridge with its
  *   history store and without it (BRIDGE_HISTORY_RETENTION=0), same core, in alternating rounds
