@@ -7,7 +7,7 @@
 import { constants, inflateRawSync } from 'node:zlib';
 import type { Target } from './conn.js';
 import { loopbackAddress, mapLimit } from './conn.js';
-import { type FrameHandler, jsonNumberAfter, type RawWs, rawWebSocket } from './raw-ws.js';
+import { type FrameHandler, jsonNumberAfter, type RawWs, type RawWsOptions, rawWebSocket } from './raw-ws.js';
 import { LatencyRecorder } from './stats.js';
 import type { WorkerResult, WorkerTask } from './worker-protocol.js';
 
@@ -88,11 +88,7 @@ export async function liveBrowsers(p: Extract<WorkerTask, { task: 'live' }>): Pr
       });
       const ws = await rawWebSocket(
         {
-          host: p.target.host,
-          port: p.target.port,
-          path: `/live?token=${encodeURIComponent(p.token)}`,
-          protocol: 'telemetry.v1.json',
-          localAddress: loopbackAddress(i),
+          ...liveOptions(p.target, p.token, i),
           offerDeflate: p.deflate === true,
         },
         (raw, rawStart, rawEnd, now, compressed) => {
@@ -181,6 +177,17 @@ export async function sioBrowsers(p: Extract<WorkerTask, { task: 'sio' }>): Prom
   return r.task(sockets);
 }
 
+/** Browser `i`'s connection to `/live` with `token` (its own loopback source address). */
+function liveOptions(target: Target, token: string, i: number): RawWsOptions {
+  return {
+    host: target.host,
+    port: target.port,
+    path: `/live?token=${encodeURIComponent(token)}`,
+    protocol: 'telemetry.v1.json',
+    localAddress: loopbackAddress(i),
+  };
+}
+
 /** True when the frame at `start` begins with `prefix`. */
 function startsWith(buf: Buffer, start: number, end: number, prefix: Buffer): boolean {
   return (
@@ -204,13 +211,7 @@ export async function resumeBrowsers(p: Extract<WorkerTask, { task: 'resume' }>)
     let count = 0;
     let finished = false;
     const ws = await rawWebSocket(
-      {
-        host: p.target.host,
-        port: p.target.port,
-        path: `/live?token=${encodeURIComponent(p.token)}`,
-        protocol: 'telemetry.v1.json',
-        localAddress: loopbackAddress(i),
-      },
+      liveOptions(p.target, p.token, i),
       (buf, start, end, now) => {
         if (finished) return;
         if (startsWith(buf, start, end, TELEMETRY_START)) {
