@@ -53,16 +53,18 @@ export class HistoryStore {
 
   /**
    * Replaces a device's points by its history (bucket means when downsampled), keeping the live
-   * samples newer than the history's last point: they were received while it was read.
+   * samples timed after the window it answered for (`to`): they arrived while it was read. A live
+   * sample inside the window is in the answer already (the bridge reads every reading it took
+   * before the request), counted in its bucket: keeping it too would draw it twice. (Comparing with
+   * the last point's time would not do: a bucket's time is its start, before the samples in it.)
    */
   load(data: HistoryData): void {
     const h = this.device(data.device);
     if (!h) return;
-    const newest = data.t.at(-1);
     const keep: { t: number; values: Record<string, number> }[] = [];
     for (let i = 0; i < h.times.length; i++) {
       const t = h.times[i]!;
-      if (newest !== undefined && t * 1000 <= newest) continue;
+      if (t * 1000 <= data.to) continue;
       const values: Record<string, number> = {};
       for (const [name, column] of h.series) {
         const v = column[i];
