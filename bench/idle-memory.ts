@@ -9,16 +9,24 @@
  * internal nodes are labelled with the object that holds them).
  *
  *   npm run build && node dist/bench/idle-memory.js [--n 2000] [--sut bridge|aedes|raw]
- *        [--transport tcp,ws] [--top 40] [--keep-snapshots DIR] [--no-snapshot] [--idle-wait S]
+ *        [--transport tcp,ws] [--top 40] [--keep-snapshots DIR] [--no-snapshot] [--idle-wait S] [--by-holder]
  *
  * Run it compiled: under tsx every function carries a `name` property (esbuild's keepNames), which
  * adds ~1.8 KiB of property arrays per connection that the built bridge does not have.
  *
+ * `--by-holder` labels each object also with what holds it (`Object ← Socket._events`,
+ * `WritableState ← BufferListStream._writableState`): which stream, listener list or dictionary a
+ * generic object belongs to.
+ *
  * `--process`: the system under test as the idle benchmark runs it (`npm start` in a child process,
  * or bench/plain-aedes), its RSS by kind of mapping read from /proc/<pid>/smaps after it has idled
- * for 20 s, then every 10 s for 30 s after the connections are up. Right after a burst of
- * connections V8 still holds its grown young generation and garbage (~20 KiB per connection at
- * 2,000); its memory reducer gives that back after ~10-30 s idle, which is the steady state.
+ * for 20 s, then every 10 s for `--watch` seconds (30) after the connections are up; for the bridge
+ * also V8's heap (used and reserved, old and new space) from its `/metrics`. `--node-options=...`
+ * starts the bridge with NODE_OPTIONS (V8 flags such as `--max-semi-space-size=4`). Right after a
+ * burst of connections V8 holds its grown young generation and whatever the burst promoted to the
+ * old generation and then dropped: V8's memory reducer judges the allocation rate from samples taken
+ * at garbage collections, so in an idle process it still sees the burst's rate and waits (measured:
+ * the first full GC came 60-100 s after the last connection).
  *
  * The clients run in a child process so that their objects are in neither the heap nor the RSS.
  */
@@ -85,7 +93,11 @@ interface Snapshot {
   total: number;
 }
 
-async function readSnapshot(file: string): Promise<Snapshot> {
+/**
+ * @param byHolder label objects, closures and internal nodes also with the object and property that
+ *   holds them (`Object ← Socket._events`), to tell apart what the constructor name alone does not.
+ */
+async function readSnapshot(file: string, byHolder = false): Promise<Snapshot> {
   const chunks: Buffer[] = [];
   for await (const c of createReadStream(file)) chunks.push(c as Buffer);
   const snap = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
@@ -104,6 +116,7 @@ async function readSnapshot(file: string): Promise<Snapshot> {
   const iEdges = meta.node_fields.indexOf('edge_count');
   const eTo = meta.edge_fields.indexOf('to_node');
   const eType = meta.edge_fields.indexOf('type');
+  const eName = meta.edge_fields.indexOf('name_or_index');
   const edgeTypes = (meta as unknown as { edge_types: [string[]] }).edge_types[0];
   const weak = edgeTypes.indexOf('weak');
   const { nodes, edges, strings } = snap;
@@ -111,6 +124,9 @@ async function readSnapshot(file: string): Promise<Snapshot> {
   // The first holder of each node that is a "real" object (object, closure, native): what an
   // array, a context or a hidden node belongs to.
   const owner = new Int32Array(count).fill(-1);
+  /** The name of the edge from `owner` (a string index), or -1 for an element or hidden edge. */
+  const ownerEdge = new Int32Array(count).fill(-1);
+  const namedEdge = new Set(['property', 'internal', 'context', 'shortcut'].map((t) => edgeTypes.indexOf(t)));
   const real = (t: string) => t === 'object' || t === 'closure' || t === 'native' || t === 'regexp';
   let e = 0;
   for (let n = 0; n < count; n++) {
@@ -121,7 +137,10 @@ async function readSnapshot(file: string): Promise<Snapshot> {
       if (edges[e + eType] === weak) continue;
       const to = edges[e + eTo]! / nf;
       if (owner[to] !== -1) continue;
-      if (real(fromType) || fromType === 'hidden' || fromType === 'array') owner[to] = from;
+      if (real(fromType) || fromType === 'hidden' || fromType === 'array') {
+        owner[to] = from;
+        if (namedEdge.has(edges[e + eType]!)) ownerEdge[to] = edges[e + eName]!;
+      }
     }
   }
   const nameOf = (n: number) => strings[nodes[n * nf + iName]!]!;
@@ -134,6 +153,25 @@ async function readSnapshot(file: string): Promise<Snapshot> {
       o = owner[o]!;
     }
     return '?';
+  };
+  /** ` ← Holder.edge` of a node: the nearest real object holding it, and the property it sits in. */
+  const generic = new Set(['Object', 'Array', 'system / Context', '(anon)']);
+  const holder = (n: number, depth = 0): string => {
+    let o = owner[n]!;
+    let edge = ownerEdge[n]!;
+    for (let hop = 0; hop < 4 && o !== -1; hop++) {
+      if (real(typeOf(o)) || nameOf(o) === 'system / Context') {
+        const name = typeOf(o) === 'closure' ? `closure ${nameOf(o) || '(anon)'}` : nameOf(o);
+        const here = ` ← ${name}${edge >= 0 ? `.${strings[edge]}` : ''}`;
+        // A plain object or array says little by itself: name what holds it too.
+        return depth < 2 && (generic.has(name) || name.startsWith('closure'))
+          ? here + holder(o, depth + 1)
+          : here;
+      }
+      edge = ownerEdge[o]!;
+      o = owner[o]!;
+    }
+    return '';
   };
   const groups = new Map<string, [number, number]>();
   let total = 0;
@@ -149,6 +187,7 @@ async function readSnapshot(file: string): Promise<Snapshot> {
       key = `(string) of ${ownerName(n)}`;
     else if (type === 'code') key = '(code)';
     else key = `(${type}) ${nameOf(n).slice(0, 40)} of ${ownerName(n)}`;
+    if (byHolder && type !== 'code') key += holder(n);
     const g = groups.get(key);
     if (g) {
       g[0]++;
@@ -321,6 +360,7 @@ async function serverMain(): Promise<void> {
       'keep-snapshots': { type: 'string' },
       'no-snapshot': { type: 'boolean', default: false },
       'idle-wait': { type: 'string', default: '0' },
+      'by-holder': { type: 'boolean', default: false },
     },
   });
   const n = Number(values.n);
@@ -378,8 +418,8 @@ async function serverMain(): Promise<void> {
       snapshots.push({ transport, before, after });
     }
     for (const s of snapshots) {
-      const a = await readSnapshot(s.before);
-      const b = await readSnapshot(s.after);
+      const a = await readSnapshot(s.before, values['by-holder']);
+      const b = await readSnapshot(s.after, values['by-holder']);
       console.log(
         `\n== ${s.transport}: heap snapshot diff, ${kib((b.total - a.total) / n)} KiB per connection`,
       );
@@ -405,6 +445,20 @@ async function serverMain(): Promise<void> {
   }
 }
 
+/** V8 heap figures of a running bridge, from the default metrics on its `/metrics` (bytes). */
+async function heapFigures(httpPort: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
+  return {
+    used: value(/^nodejs_heap_size_used_bytes (\S+)$/m),
+    total: value(/^nodejs_heap_size_total_bytes (\S+)$/m),
+    external: value(/^nodejs_external_memory_bytes (\S+)$/m),
+    old_used: value(/^nodejs_heap_space_size_used_bytes\{space="old"\} (\S+)$/m),
+    old_total: value(/^nodejs_heap_space_size_total_bytes\{space="old"\} (\S+)$/m),
+    new_total: value(/^nodejs_heap_space_size_total_bytes\{space="new"\} (\S+)$/m),
+  };
+}
+
 /** `--process`: RSS by mapping kind of a SUT in its own process, steady state (see the top). */
 async function processMain(): Promise<void> {
   const { values } = parseArgs({
@@ -413,6 +467,8 @@ async function processMain(): Promise<void> {
       n: { type: 'string', default: '2000' },
       sut: { type: 'string', default: 'bridge' },
       transport: { type: 'string', default: 'tcp,ws' },
+      watch: { type: 'string', default: '30' },
+      'node-options': { type: 'string', default: '' },
     },
   });
   const { pinning, startAedesSut, startBridgeSut } = await import('./lib/suts.js');
@@ -425,11 +481,16 @@ async function processMain(): Promise<void> {
     const sut =
       values.sut === 'aedes'
         ? await startAedesSut(pin, ports)
-        : await startBridgeSut(pin, { ports, dataDir: dir });
+        : await startBridgeSut(pin, {
+            ports,
+            dataDir: dir,
+            env: values['node-options'] ? { NODE_OPTIONS: values['node-options'] } : {},
+          });
     const child = fork(here, ['--client'], { execArgv: process.execArgv });
     try {
       await sleep(20_000);
       const before = smapsRss(sut.pid);
+      const heapBefore = values.sut === 'aedes' ? undefined : await heapFigures(sut.httpPort);
       const target = {
         host: '127.0.0.1',
         port: transport === 'tcp' ? sut.mqttPort : sut.httpPort,
@@ -437,7 +498,7 @@ async function processMain(): Promise<void> {
       };
       const res = await ask(child, { transport, target, n, prefix: `proc-${transport}` });
       if (res.error) throw new Error(String(res.error));
-      for (let t = 0; t <= 30; t += 10) {
+      for (let t = 0; t <= Number(values.watch); t += 10) {
         if (t > 0) await sleep(10_000);
         const after = smapsRss(sut.pid);
         const per = (k: keyof typeof after) => kib((after[k] - before[k]) / n);
@@ -453,6 +514,14 @@ async function processMain(): Promise<void> {
         console.log(
           `${values.sut} ${transport} +${t}s: ${kib(total / n)} KiB/conn (malloc heap ${per('brk')}, anonymous ${per('anon')}, files ${per('file')})`,
         );
+        if (heapBefore) {
+          // The bridge's own figures (prom-client's default metrics): V8's heap, used and reserved.
+          const heap = await heapFigures(sut.httpPort);
+          const d = (k: string) => kib(((heap[k] ?? 0) - (heapBefore[k] ?? 0)) / n);
+          console.log(
+            `  V8 heap used ${d('used')}, heap total ${d('total')} (old space ${d('old_used')} of ${d('old_total')}, new space ${d('new_total')}), external ${d('external')} KiB/conn`,
+          );
+        }
       }
     } finally {
       child.kill();

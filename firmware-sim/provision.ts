@@ -1,6 +1,7 @@
 /**
- * Provisioning of a simulated fleet in the bridge's data directory (src/auth/registry.ts), and the
- * fleet file that keeps the devices' secrets (the registry stores only hashes).
+ * Provisioning of a simulated fleet in the bridge's registry (src/auth/registry.ts: the data
+ * directory's, or the cluster's in Redis), and the fleet file that keeps the devices' secrets (the
+ * registry stores only hashes).
  *
  * Fleet file (JSON, mode 0600): `{ "version": 1, "devices": [{ "id": "sim-00001", "secret": "…" }] }`.
  * Re-running with the same file reuses its devices; a device that exists in the registry but whose
@@ -12,7 +13,8 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Registry } from '../src/auth/registry.js';
+import type { Registry } from '../src/auth/registry.js';
+import { FileRegistry } from '../src/auth/registry-file.js';
 import type { FleetDevice } from './fleet.js';
 
 /** Devices created per registry write. */
@@ -50,18 +52,28 @@ async function writeFleetFile(path: string, secrets: Map<string, string>): Promi
 }
 
 /**
- * Makes sure every id exists in the data directory's registry with a secret known to the fleet file.
+ * Makes sure every id exists in the registry (`registry`, or the data directory's) with a secret
+ * known to the fleet file.
  * @returns the devices with their secrets, in the order of `ids`.
  */
-export async function provisionFleet(options: {
-  dataDir: string;
-  ids: readonly string[];
-  fleetFile: string;
-  onProgress?: (done: number, total: number) => void;
-}): Promise<FleetDevice[]> {
+export async function provisionFleet(
+  options: {
+    ids: readonly string[];
+    fleetFile: string;
+    onProgress?: (done: number, total: number) => void;
+  } & ({ registry: Registry } | { dataDir: string }),
+): Promise<FleetDevice[]> {
+  if (!('registry' in options)) {
+    const registry = await FileRegistry.open(options.dataDir);
+    try {
+      return await provisionFleet({ ...options, registry });
+    } finally {
+      await registry.close();
+    }
+  }
+  const { registry } = options;
   const secrets = await readFleetFile(options.fleetFile);
-  const registry = await Registry.open(options.dataDir);
-  const existing = new Set(registry.listDevices().map((d) => d.id));
+  const existing = new Set((await registry.listDevices()).map((d) => d.id));
   const todo = options.ids.filter((id) => !(existing.has(id) && secrets.has(id)));
   // Batches: one registry write each, and the fleet file saved after each, since a secret that is
   // not written down is lost (only its hash is stored).

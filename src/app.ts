@@ -7,8 +7,9 @@
 import type { Server } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { Registry } from './auth/registry.js';
-import { openTokenService } from './auth/tokens.js';
+import { openAuth } from './auth/open-auth.js';
+import type { Registry } from './auth/registry.js';
+import type { TokenService } from './auth/tokens.js';
 import { DEFAULT_HISTORY_LIMITS } from './bridge/history/engine.js';
 import { InfluxHistory } from './bridge/history/influx-query.js';
 import { HistoryReader } from './bridge/history/reader.js';
@@ -39,6 +40,10 @@ export interface BridgeHandle {
   /** The bound ports (differ from the config when it asked for port 0). */
   readonly ports: { readonly mqtt: number; readonly mqtts?: number; readonly http: number };
   readonly metrics: Metrics;
+  /** Devices and users: the data directory's, or the cluster's in Redis (REDIS_URL). */
+  readonly registry: Registry;
+  /** Browser tokens, signed with the data directory's key or the cluster's. */
+  readonly tokens: TokenService;
   readonly broker: Broker;
   readonly live: LiveChannel;
   /** The live channel's hub: what accepted messages stream through to browsers. */
@@ -71,8 +76,8 @@ async function openHistory(config: Config, log: Logger): Promise<HistoryStore | 
   const dir = h.dir ?? join(config.dataDir, 'history');
   const store = await HistoryStore.open({
     dir,
-    keys: config.redisUrl
-      ? { type: 'external', stream: liveStreamIdentity(config.redisUrl) }
+    keys: config.redis
+      ? { type: 'external', stream: liveStreamIdentity(config.redis.url) }
       : { type: 'local' },
     retentionMs: h.retentionMs,
     maxBytes: h.maxBytes,
@@ -96,8 +101,6 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const schemas = loadSchemas(config.schemas, config.schemaDir);
-  const registry = await Registry.open(config.dataDir);
-  const tokens = await openTokenService(config.dataDir);
   const storage = await openStorage({ config, log, metrics }); // names its own module in the log
   if (!storage) log.info('storage off: INFLUX_URL is not set; readings are streamed live but not stored');
   let history: HistoryStore | undefined;
@@ -110,17 +113,33 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
   // Fed from the live broker's stream: every event it streams (in cluster mode, every event this
   // instance's reader reads), by its fields.
   const feed = history ? new HistoryFeed(history) : undefined;
-  // Cluster mode (REDIS_URL): relay, MQTT sessions and the live stream on Redis; the spool stays local.
+  // Cluster mode (REDIS_URL): relay, MQTT sessions, the live stream, devices, users and tokens on
+  // Redis; the spool and the history store stay local.
   let cluster: ClusterMode | undefined;
-  if (config.redisUrl) {
-    try {
-      cluster = await openClusterMode(config.redisUrl, config.live, log.child({ module: 'redis' }), feed);
-    } catch (err) {
-      await history?.close();
-      await storage?.close(0);
-      throw err;
-    }
+  let auth: Awaited<ReturnType<typeof openAuth>>;
+  try {
+    if (config.redis)
+      cluster = await openClusterMode(config.redis, config.live, log.child({ module: 'redis' }), feed);
+    auth = await openAuth({
+      dataDir: config.dataDir,
+      ...(cluster
+        ? {
+            redis: {
+              target: cluster.target,
+              health: cluster.health,
+              watch: true,
+              log: log.child({ module: 'auth' }),
+            },
+          }
+        : {}),
+    });
+  } catch (err) {
+    await cluster?.close();
+    await history?.close();
+    await storage?.close(0);
+    throw err;
   }
+  const { registry, tokens } = auth;
   // The memory broker continues the store's cursors (epoch, positions) across restarts.
   const liveBroker =
     cluster?.live ??
@@ -239,6 +258,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     await live.close();
     await broker.close();
     await hub.close();
+    await auth.close();
     await cluster?.close();
     await history?.close();
     await storage?.close(0);
@@ -259,6 +279,8 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
     config,
     ports,
     metrics,
+    registry,
+    tokens,
     broker,
     live,
     hub,
@@ -273,6 +295,7 @@ export async function startBridge(config: Config, options: StartOptions = {}): P
         await live.close();
         await broker.close();
         await hub.close();
+        await auth.close();
         await cluster?.close();
         // After the live channel and the stream's reader: nothing appends any more.
         await history?.close();

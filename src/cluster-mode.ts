@@ -7,13 +7,15 @@
 import { RedisLiveBroker, type StreamHistory } from './bridge/live/broker-redis.js';
 import { type AedesCluster, openAedesCluster } from './broker/cluster.js';
 import type { Logger } from './log.js';
-import { RedisHealth, redactUrl } from './redis.js';
+import { RedisHealth } from './redis.js';
+import { describeTarget, type RedisTarget, redactUrl } from './redis-target.js';
 
 /** The live stream's key (RedisLiveBroker's default prefix). */
 const LIVE_STREAM_KEY = 'telebridge:live:stream';
 
 /** Everything cluster mode adds to one bridge instance. */
 export interface ClusterMode {
+  readonly target: RedisTarget;
   readonly health: RedisHealth;
   /** For `createBroker({ cluster })`. */
   readonly aedes: AedesCluster;
@@ -27,10 +29,11 @@ export interface ClusterMode {
 
 /**
  * Opens cluster mode for REDIS_URL: Aedes's relay and session store, and the live channel's stream.
+ * (The cluster's registry and token store open on the same `health`: auth/open-auth.ts.)
  * @throws when Redis cannot be reached at start-up (the bridge does not start half-clustered).
  */
 export async function openClusterMode(
-  url: string,
+  target: RedisTarget,
   live: { readonly historyCount: number; readonly historyBytes: number },
   log: Logger,
   /** The history store, fed by the live stream's reader from its first read on. */
@@ -38,17 +41,21 @@ export async function openClusterMode(
 ): Promise<ClusterMode> {
   const health = new RedisHealth(log);
   try {
-    const aedes = await openAedesCluster(url, health, log);
+    const aedes = await openAedesCluster(target, health, log);
     const liveBroker = await RedisLiveBroker.open({
-      url,
+      redis: target,
       health,
       log,
       historyCount: live.historyCount,
       historyBytes: live.historyBytes,
       ...(history ? { history } : {}),
     });
-    log.info({ redis: redactUrl(url) }, 'cluster mode: MQTT relay, sessions and live stream on Redis');
+    log.info(
+      { redis: describeTarget(target) },
+      'cluster mode: MQTT relay, sessions, live stream, devices, users and tokens on Redis',
+    );
     return {
+      target,
       health,
       aedes,
       live: liveBroker,

@@ -69,3 +69,40 @@ test('user schema mappings come after the built-in ones; empty strings count as 
     { filter: 'x/#', type: 'acme.X' },
   ]);
 });
+
+test('Redis: REDIS_URL alone, or with sentinels (their list checked, and REDIS_URL required)', () => {
+  assert.equal(loadConfig({}).redis, undefined);
+  assert.deepEqual(loadConfig({ REDIS_URL: 'redis://r:6379/2' }).redis, { url: 'redis://r:6379/2' });
+  assert.deepEqual(
+    loadConfig({ REDIS_URL: 'redis://:pw@primary/0', REDIS_SENTINELS: 's1:26379, [::1]:26380' }).redis,
+    {
+      url: 'redis://:pw@primary/0',
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      sentinelName: 'mymaster',
+    },
+  );
+  assert.equal(
+    loadConfig({
+      REDIS_URL: 'redis://x',
+      REDIS_SENTINELS: 's:1',
+      REDIS_SENTINEL_NAME: 'plant',
+      REDIS_SENTINEL_PASSWORD: 'p',
+    }).redis?.sentinelPassword,
+    'p',
+  );
+  assert.equal(
+    message({ REDIS_URL: 'redis://x', REDIS_SENTINELS: 's1:26379,s2' }),
+    `invalid configuration: REDIS_SENTINELS="s1:26379,s2": 's2' is not host:port (e.g. 10.0.0.5:26379)`,
+  );
+  assert.match(
+    message({ REDIS_URL: 'redis://x', REDIS_SENTINELS: 's1:99999' }),
+    /'s1:99999' is not host:port/,
+  );
+  assert.match(
+    message({ REDIS_SENTINELS: 's1:26379' }),
+    /^invalid configuration: REDIS_SENTINELS=.*needs REDIS_URL/,
+  );
+});

@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { readAclFile } from './auth/acl-file.js';
 import { parseDuration } from './duration.js';
 import { ConfigError } from './errors.js';
+import { DEFAULT_SENTINEL_NAME, type RedisTarget } from './redis-target.js';
 import { isValidFilter } from './topics.js';
 
 /** One topic filter → protobuf message type mapping of the schema registry. */
@@ -180,6 +181,52 @@ const influxSchema = z
     },
   );
 
+const HOST_PORT_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/;
+
+/** `host:port,host:port` (IPv6 in brackets) → addresses; an invalid entry is an issue naming it. */
+const sentinelList = () =>
+  list().transform((entries, ctx) => {
+    const out: { host: string; port: number }[] = [];
+    for (const entry of entries) {
+      const m = HOST_PORT_RE.exec(entry);
+      const port = Number(m?.[2]);
+      if (!m || port < 1 || port > 65535) {
+        ctx.addIssue({ code: 'custom', message: `'${entry}' is not host:port (e.g. 10.0.0.5:26379)` });
+        return z.NEVER;
+      }
+      out.push({ host: m[1]!.replace(/^\[|\]$/g, ''), port });
+    }
+    return out;
+  });
+
+/** Scale-out (docs/scaling.md): unset REDIS_URL = one instance, nothing of Redis loaded. */
+const redisSchema = z
+  .object({
+    /** Redis for scale-out; with sentinels, the primary's password, database and TLS (its host is not used). */
+    url: env('REDIS_URL', z.url({ protocol: /^rediss?$/ }).optional()),
+    /** Redis Sentinel: `host:port` of each sentinel, comma-separated; empty = no Sentinel. */
+    sentinels: env('REDIS_SENTINELS', sentinelList()),
+    /** The primary's name at the sentinels. */
+    sentinelName: env('REDIS_SENTINEL_NAME', z.string().min(1).default(DEFAULT_SENTINEL_NAME)),
+    /** The sentinels' own password, when they require one. */
+    sentinelPassword: env('REDIS_SENTINEL_PASSWORD', text()),
+  })
+  .transform(({ url, sentinels, sentinelName, sentinelPassword }, ctx): RedisTarget | undefined => {
+    if (!url) {
+      if (sentinels.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sentinels'],
+          message: 'needs REDIS_URL (cluster mode; with sentinels it gives the password and database)',
+        });
+        return z.NEVER;
+      }
+      return undefined;
+    }
+    if (sentinels.length === 0) return { url };
+    return { url, sentinels, sentinelName, ...(sentinelPassword ? { sentinelPassword } : {}) };
+  });
+
 /**
  * Every variable of the bridge: its place in `Config`, its name, its parser and default. Zero-value
  * meanings are stated where zero is allowed.
@@ -301,8 +348,7 @@ const configSchema = z
       /** Read windows older than the store holds back from InfluxDB (`/query`, InfluxQL) when INFLUX_URL is set. */
       influx: env('BRIDGE_HISTORY_INFLUX', onOff('on')),
     }),
-    /** Redis for scale-out; unset = single instance. */
-    redisUrl: env('REDIS_URL', z.url({ protocol: /^rediss?$/ }).optional()),
+    redis: redisSchema,
   })
   .superRefine((c, ctx) => {
     if (c.acl && c.auth) {

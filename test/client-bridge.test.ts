@@ -9,7 +9,7 @@ import { WebSocket } from 'ws';
 import type { WireSample } from '../firmware-sim/codec.js';
 import { SimDevice } from '../firmware-sim/device.js';
 import { type BridgeHandle, startBridge } from '../src/app.js';
-import { Registry } from '../src/auth/registry.js';
+import { FileRegistry } from '../src/auth/registry-file.js';
 import { openTokenService } from '../src/auth/tokens.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -65,7 +65,7 @@ describe('LiveClient against the bridge', () => {
 
   before(async () => {
     dir = tempDir('client-bridge');
-    const secret = await (await Registry.open(dir)).addDevice('sim-2');
+    const secret = await (await FileRegistry.open(dir)).addDevice('sim-2');
     const { token } = await (await openTokenService(dir)).create({ feeds: ['telemetry/+'] });
     bridge = await startBridge(
       loadConfig({

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { SimDevice } from '../firmware-sim/device.js';
 import { type BridgeHandle, startBridge } from '../src/app.js';
-import { Registry } from '../src/auth/registry.js';
+import { FileRegistry } from '../src/auth/registry-file.js';
 import { openTokenService } from '../src/auth/tokens.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -59,7 +59,7 @@ describe('dashboard in Chromium', { skip: binary.skip }, () => {
   before(async () => {
     assert.ok(builtPage, 'dist/web is missing: run `npm run build` (tsc -p web/tsconfig.json) first');
     dir = tempDir('dash-chromium');
-    const registry = await Registry.open(dir);
+    const registry = await FileRegistry.open(dir);
     const secret = await registry.addDevice('sim-1');
     token = (await (await openTokenService(dir)).create({ feeds: ['telemetry/+', 'status/+'] })).token;
     bridge = await startBridge(loadConfig(env()), { log });

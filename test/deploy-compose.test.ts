@@ -182,3 +182,18 @@ test('.env.example: every setting is used by a compose file', () => {
   for (const name of Object.keys(examples))
     assert.ok(used.has(name), `.env.example sets ${name}, no compose file uses it`);
 });
+
+test('docker-compose.scale.yml: the balancer runs deploy/nginx-lb.conf, the file test/scale-balancer.test.ts runs', () => {
+  const { doc } = loadCompose('docker-compose.scale.yml', {});
+  const mounts = (doc.services['lb']?.volumes ?? []).map((v) => (typeof v === 'string' ? v : ''));
+  assert.ok(
+    mounts.some((m) => /^\.\/deploy\/nginx-lb\.conf:\/etc\/nginx\/nginx\.conf(:ro)?$/.test(m)),
+    `lb mounts ${mounts.join(', ')}`,
+  );
+  // Bridges keep their own data (spool): the cluster's credentials are in Redis, not a shared volume.
+  const bridgeVolumes = Object.entries(doc.services)
+    .filter(([name]) => name.startsWith('bridge-'))
+    .map(([, s]) => (s.volumes ?? []).map((v) => (typeof v === 'string' ? v.split(':')[0] : v.source)));
+  const sources = bridgeVolumes.flat();
+  assert.equal(new Set(sources).size, sources.length, 'no volume shared between bridges');
+});

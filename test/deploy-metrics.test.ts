@@ -8,7 +8,7 @@ import type { EventEmitter } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../src/app.js';
-import { Registry } from '../src/auth/registry.js';
+import { FileRegistry } from '../src/auth/registry-file.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { loadSchemas } from '../src/schemas/registry.js';
@@ -65,7 +65,7 @@ describe('/metrics with traffic', () => {
     }
     influx = started;
     const dir = tempDir('metrics');
-    const secret = await (await Registry.open(dir)).addDevice(DEVICE);
+    const secret = await (await FileRegistry.open(dir)).addDevice(DEVICE);
     bridge = await startBridge(
       loadConfig({
         BRIDGE_MQTT_PORT: '0',

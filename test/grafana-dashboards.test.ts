@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { SimDevice } from '../firmware-sim/device.js';
 import { type BridgeHandle, startBridge } from '../src/app.js';
-import { Registry } from '../src/auth/registry.js';
+import { FileRegistry } from '../src/auth/registry-file.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { repoRoot } from './support/deploy.js';
@@ -191,7 +191,7 @@ describe('with influxd filled by the bridge from simulated devices', () => {
     }
     influx = started;
     const dir = tempDir('grafana');
-    const registry = await Registry.open(dir);
+    const registry = await FileRegistry.open(dir);
     const secrets: string[] = [];
     for (const id of DEVICES) secrets.push(await registry.addDevice(id));
     const config = loadConfig({

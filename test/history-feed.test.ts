@@ -128,7 +128,7 @@ describe('the Redis broker feeds the store', { skip }, () => {
     if ('skip' in redis) throw new Error('no redis');
     const health = new RedisHealth(log);
     const broker = await RedisLiveBroker.open({
-      url: redis.url,
+      redis: { url: redis.url },
       health,
       log,
       historyCount,

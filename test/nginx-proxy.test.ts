@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import WebSocket from 'ws';
 import { type BridgeHandle, startBridge } from '../src/app.js';
-import { Registry } from '../src/auth/registry.js';
+import { FileRegistry } from '../src/auth/registry-file.js';
 import { openTokenService } from '../src/auth/tokens.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -93,7 +93,7 @@ describe('deploy/nginx.conf in front of the bridge', () => {
       return;
     }
     const dataDir = join(dir, 'data');
-    const registry = await Registry.open(dataDir);
+    const registry = await FileRegistry.open(dataDir);
     secret = await registry.addDevice(DEVICE);
     token = (await (await openTokenService(dataDir)).create({ feeds: ['#'] })).token;
     bridge = await startBridge(

@@ -1,8 +1,8 @@
 /**
  * Scale-out (issue 9): three bridge instances on loopback sharing one real Redis and one real
  * InfluxDB 1.6. Instance A is a child process (so it can be SIGKILLed); B and C run in-process.
- * Each has its own data dir (its own spool); the device registry and the token key are provisioned
- * identically in each (copied from A's), as docs/scaling.md asks.
+ * Each has its own data dir (its own spool); devices, users and the token key are the cluster's, in
+ * Redis (provisioned before the instances start, as `telebridge devices add` does with REDIS_URL).
  *
  * Proves: a device on A reaches a browser on B and an MQTT subscriber on C; a browser moved from B
  * to C with its cursor gets no gap and no duplicate; a persistent session (clean: false, QoS 1) moved
@@ -11,12 +11,9 @@
  * the database holds every acknowledged sample exactly once.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { Registry } from '../src/auth/registry.js';
-import { openTokenService } from '../src/auth/tokens.js';
 import {
   connectMqtt,
   encodeTelemetry,
@@ -26,9 +23,8 @@ import {
   type TestBridge,
 } from './support/bridge.js';
 import { type BridgeProcess, spawnBridge } from './support/bridge-process.js';
-import { type InfluxdServer, startInfluxd } from './support/influx.js';
+import { type ClusterServices, startClusterServices } from './support/cluster.js';
 import { LiveTestClient } from './support/live-client.js';
-import { type RedisServer, startRedis } from './support/redis.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
 
@@ -36,12 +32,10 @@ const DB = 'scale';
 const T0 = Date.now() - 10 * 60_000;
 const DEVICES = ['dev-1', 'dev-2', 'dev-3', 'dev-4', 'dev-5'];
 
-const redis = await startRedis();
-const influx = 'skip' in redis ? redis : await startInfluxd({ database: DB });
-const skip = 'skip' in influx ? influx.skip : undefined;
+const services = await startClusterServices({ database: DB });
+const skip = 'skip' in services ? services.skip : undefined;
 
-let r: RedisServer;
-let db: InfluxdServer;
+let cluster: ClusterServices;
 let a: BridgeProcess;
 let b: TestBridge;
 let c: TestBridge;
@@ -51,16 +45,7 @@ let token = '';
 const dirs: string[] = [];
 const clients: MqttClient[] = [];
 
-function env(): Record<string, string> {
-  return {
-    REDIS_URL: r.url,
-    INFLUX_URL: db.url,
-    INFLUX_API: 'v1',
-    INFLUX_DATABASE: DB,
-    INFLUX_FLUSH_INTERVAL_MS: '50',
-    BRIDGE_DEVICE_RATE: '0',
-  };
-}
+const env = () => cluster.env({ BRIDGE_DEVICE_RATE: '0' });
 
 const connect = (url: string, options: IClientOptions) =>
   connectMqtt(url, { connectTimeout: 5000, ...options }, clients);
@@ -75,7 +60,7 @@ type Long = { toNumber(): number };
 
 /** Points of one device in InfluxDB: value → how many times it is stored. */
 async function stored(id: string): Promise<Map<number, number>> {
-  const rows = await db.rows(`SELECT v FROM telemetry WHERE device_id = '${id}'`, DB);
+  const rows = await cluster.influx.rows(`SELECT v FROM telemetry WHERE device_id = '${id}'`, DB);
   const out = new Map<number, number>();
   for (const row of rows) out.set(row['v'] as number, (out.get(row['v'] as number) ?? 0) + 1);
   return out;
@@ -91,20 +76,19 @@ async function pointsWritten(): Promise<number> {
 
 describe('three instances on one Redis', { skip }, () => {
   before(async () => {
-    if ('skip' in redis || 'skip' in influx) return;
-    r = redis;
-    db = influx;
+    if ('skip' in services) return;
+    cluster = services;
     const dataA = tempDir('scale-a');
     const dataB = tempDir('scale-b');
     const dataC = tempDir('scale-c');
     dirs.push(dataA, dataB, dataC);
-    const registry = await Registry.open(dataA);
-    for (const id of DEVICES) secrets.set(id, await registry.addDevice(id));
-    subscriberSecret = await registry.addUser('backend', { publish: [], subscribe: ['devices/+/telemetry'] });
-    token = (await (await openTokenService(dataA)).create({ feeds: ['telemetry/+'] })).token;
-    for (const dir of [dataB, dataC]) {
-      for (const file of ['registry.json', 'token-key']) copyFileSync(join(dataA, file), join(dir, file));
-    }
+    const { auth } = cluster;
+    for (const id of DEVICES) secrets.set(id, await auth.registry.addDevice(id));
+    subscriberSecret = await auth.registry.addUser('backend', {
+      publish: [],
+      subscribe: ['devices/+/telemetry'],
+    });
+    token = (await auth.tokens.create({ feeds: ['telemetry/+'] })).token;
     a = await spawnBridge({ env: env(), dataDir: dataA, readyTimeoutMs: 60_000 });
     b = await startTestBridge(env(), { dataDir: dataB });
     c = await startTestBridge(env(), { dataDir: dataC });
@@ -115,8 +99,7 @@ describe('three instances on one Redis', { skip }, () => {
     if (a?.alive) await a.terminate();
     await b?.close();
     await c?.close();
-    if (!('skip' in influx)) await influx.stop();
-    if (!('skip' in redis)) await redis.stop();
+    if (!('skip' in services)) await services.stop();
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -5,13 +5,10 @@
  * relay between instances and the live stream work again. Nothing acknowledged is lost.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../src/app.js';
-import { Registry } from '../src/auth/registry.js';
-import { openTokenService } from '../src/auth/tokens.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import {
@@ -22,18 +19,18 @@ import {
   Telemetry,
   type TestBridge,
 } from './support/bridge.js';
-import { captureLog, type InfluxdServer, startInfluxd } from './support/influx.js';
+import { startClusterServices } from './support/cluster.js';
+import { captureLog, type InfluxdServer } from './support/influx.js';
 import { LiveTestClient } from './support/live-client.js';
-import { type RedisServer, startRedis } from './support/redis.js';
+import type { RedisServer } from './support/redis.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
 
 const DB = 'outage';
 const T0 = Date.now() - 10 * 60_000;
 
-const redis = await startRedis();
-const influx = 'skip' in redis ? redis : await startInfluxd({ database: DB });
-const skip = 'skip' in influx ? influx.skip : undefined;
+const services = await startClusterServices({ database: DB });
+const skip = 'skip' in services ? services.skip : undefined;
 
 let r: RedisServer;
 let db: InfluxdServer;
@@ -43,6 +40,7 @@ const logs = captureLog();
 const dirs: string[] = [];
 const clients: MqttClient[] = [];
 let deviceSecret = '';
+let otherSecret = '';
 let backendSecret = '';
 let token = '';
 /** The cluster settings every instance here shares (Redis, InfluxDB). */
@@ -61,25 +59,21 @@ const lines = (msg: RegExp) => logs.lines.filter((l) => msg.test(String(l['msg']
 
 describe('Redis outage under a cluster', { skip }, () => {
   before(async () => {
-    if ('skip' in redis || 'skip' in influx) return;
-    r = redis;
-    db = influx;
+    if ('skip' in services) return;
+    r = services.redis!;
+    db = services.influx;
     const dataA = tempDir('outage-a');
     const dataB = tempDir('outage-b');
     dirs.push(dataA, dataB);
-    const registry = await Registry.open(dataA);
-    deviceSecret = await registry.addDevice('dev-1');
-    backendSecret = await registry.addUser('backend', { publish: [], subscribe: ['devices/+/telemetry'] });
-    token = (await (await openTokenService(dataA)).create({ feeds: ['telemetry/+'] })).token;
-    for (const file of ['registry.json', 'token-key']) copyFileSync(join(dataA, file), join(dataB, file));
-    clusterEnv = {
-      REDIS_URL: r.url,
-      INFLUX_URL: db.url,
-      INFLUX_API: 'v1',
-      INFLUX_DATABASE: DB,
-      INFLUX_FLUSH_INTERVAL_MS: '50',
-      INFLUX_SELF_METRICS_MS: '0',
-    };
+    const { auth } = services;
+    deviceSecret = await auth.registry.addDevice('dev-1');
+    otherSecret = await auth.registry.addDevice('dev-2');
+    backendSecret = await auth.registry.addUser('backend', {
+      publish: [],
+      subscribe: ['devices/+/telemetry'],
+    });
+    token = (await auth.tokens.create({ feeds: ['telemetry/+'] })).token;
+    clusterEnv = services.env();
     const config = loadConfig({
       ...clusterEnv,
       BRIDGE_MQTT_PORT: '0',
@@ -95,8 +89,7 @@ describe('Redis outage under a cluster', { skip }, () => {
     for (const c of clients) c.end(true);
     await a?.close();
     await b?.close();
-    if (!('skip' in influx)) await influx.stop();
-    if (!('skip' in redis)) await redis.stop();
+    if (!('skip' in services)) await services.stop();
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -142,6 +135,24 @@ describe('Redis outage under a cluster', { skip }, () => {
       return rows[0]?.['count'] === 6;
     });
     assert.equal(lines(/^redis unreachable/).length, 1, 'one line for the outage, not one per attempt');
+    // Logins: a device that logged in here before is cached and gets in again; one never seen here
+    // cannot be checked and is told to come back (CONNACK 3, server unavailable).
+    const again = await connect(a.ports.mqtt, {
+      clientId: 'dev-1b',
+      username: 'dev-1',
+      password: deviceSecret,
+    }).catch((err: { code?: number }) => err);
+    assert.equal(
+      (again as { code?: number }).code,
+      2,
+      'checked (client id must be the device id), not refused as unavailable',
+    );
+    const unseen = await connect(a.ports.mqtt, {
+      clientId: 'dev-2',
+      username: 'dev-2',
+      password: otherSecret,
+    }).catch((err: { code?: number }) => err);
+    assert.equal((unseen as { code?: number }).code, 3);
 
     await r.start();
     await waitFor('A ready again', async () => (await readyz(a.ports.http)).status === 200, {
@@ -152,6 +163,9 @@ describe('Redis outage under a cluster', { skip }, () => {
     });
     assert.equal(lines(/^redis reachable again/).length, 1);
     assert.equal(lines(/^redis unreachable/).length, 1);
+    // This Redis keeps nothing on disk: it came back without the registry. Said once; clients stay.
+    await waitFor('the loss of the registry reported', () => lines(/^redis came back without/).length === 1);
+    assert.ok(dev.connected, 'a connected device is kept');
 
     // Relay between instances and the live stream work again.
     const browser = await LiveTestClient.connect(`ws://127.0.0.1:${b.bridge.ports.http}/live`, token);

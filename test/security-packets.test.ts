@@ -12,7 +12,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
-import { Registry } from '../src/auth/registry.js';
+import { FileRegistry } from '../src/auth/registry-file.js';
 import { bridgeCommand } from './support/bridge-process.js';
 import { freePort, httpOk, type RunningProcess, startProcess, tempDir } from './support/services.js';
 import { waitEvent, waitFor } from './support/wait.js';
@@ -26,7 +26,7 @@ let secret: string;
 
 before(async () => {
   const dataDir = tempDir('security-packets');
-  const registry = await Registry.open(dataDir);
+  const registry = await FileRegistry.open(dataDir);
   secret = await registry.addDevice('big-1');
   ports = { mqtt: await freePort(), http: await freePort() };
   bridge = await startProcess({

@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { SimDevice } from '../firmware-sim/device.js';
 import { EXPECTED_REASON, FAULT_KINDS, FAULT_SEQ_BASE, type FaultKind } from '../firmware-sim/faults.js';
-import { Registry } from '../src/auth/registry.js';
+import { FileRegistry } from '../src/auth/registry-file.js';
 import { decodeRejection, startTestBridge, type TestBridge } from './support/bridge.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
@@ -29,7 +29,7 @@ test('every fault flag produces the rejection reason the contract names', async 
   // A low per-device rate so that a burst of 30 messages is over it; the other devices stay under
   // it (one normal and one faulty message every 500 ms).
   // Credentials first: a running bridge re-reads its registry at most once a second.
-  const registry = await Registry.open(dataDir);
+  const registry = await FileRegistry.open(dataDir);
   const password = await registry.addUser('fault-watcher', { publish: [], subscribe: ['devices/+/errors'] });
   const secrets = new Map<FaultKind, string>();
   for (const kind of FAULT_KINDS) secrets.set(kind, await registry.addDevice(`fault-${kind}`));

@@ -11,7 +11,6 @@
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
 import type { LiveBroker, LiveEvent } from '../src/bridge/live/broker.js';
 import { MemoryLiveBroker } from '../src/bridge/live/broker-memory.js';
 import { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
@@ -23,6 +22,7 @@ import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
 import { RedisHealth } from '../src/redis.js';
+import { contractSuite } from './support/contract.js';
 import { type InfluxdServer, ledger, startInfluxd } from './support/influx.js';
 import { type RedisServer, startRedis } from './support/redis.js';
 import { tempDir } from './support/services.js';
@@ -69,20 +69,9 @@ const status = (device: string, online: boolean, time: number): StatusChange => 
 });
 
 function contract(name: string, open: () => Promise<SinkUnderTest | { skip: string }>): void {
-  describe(`Sink contract: ${name}`, () => {
-    let s: SinkUnderTest;
-    let skip: string | undefined;
-    before(async () => {
-      const opened = await open();
-      if ('skip' in opened) skip = opened.skip;
-      else s = opened;
-    });
-    after(async () => {
-      await s?.close();
-    });
-
-    test('each sample and each status change comes out once, as accepted, in order', async (t) => {
-      if (skip) return t.skip(skip);
+  contractSuite(`Sink contract: ${name}`, open, ({ test, subject }) => {
+    test('each sample and each status change comes out once, as accepted, in order', async () => {
+      const s = subject();
       const messages = [
         { kind: 'telemetry', reading: reading('c-1', 1, 3) },
         { kind: 'status', status: status('c-1', true, T0 + 1500) },
@@ -106,8 +95,8 @@ function contract(name: string, open: () => Promise<SinkUnderTest | { skip: stri
       assert.deepEqual(seen, expected);
     });
 
-    test('a durable sink resolves once the message is safe; another never makes the caller wait', async (t) => {
-      if (skip) return t.skip(skip);
+    test('a durable sink resolves once the message is safe; another never makes the caller wait', async () => {
+      const s = subject();
       const before = (await s.observed()).length;
       const result = s.sink.accept({ kind: 'telemetry', reading: reading('c-3', 3, 1) });
       if (s.sink.durable) {
@@ -119,8 +108,8 @@ function contract(name: string, open: () => Promise<SinkUnderTest | { skip: stri
       await waitFor('the message out', async () => (await s.observed()).length === before + 1);
     });
 
-    test('rejected samples keep the loss ledger balanced and put nothing out', async (t) => {
-      if (skip) return t.skip(skip);
+    test('rejected samples keep the loss ledger balanced and put nothing out', async () => {
+      const s = subject();
       const before = (await s.observed()).length;
       const l0 = await ledger(s.metrics.registry);
       s.sink.rejected?.(4);
@@ -220,7 +209,7 @@ contract('live hub (Redis live broker)', async () => {
   redis = started;
   const health = new RedisHealth(log);
   const broker = await RedisLiveBroker.open({
-    url: started.url,
+    redis: { url: started.url },
     health,
     log,
     historyCount: 100,

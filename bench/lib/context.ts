@@ -100,8 +100,8 @@ export async function provisionDevices(
   prefix: string,
   count: number,
 ): Promise<{ id: string; password: string }[]> {
-  const { Registry } = await import('../../src/auth/registry.js');
-  const registry = await Registry.open(dataDir);
+  const { FileRegistry } = await import('../../src/auth/registry-file.js');
+  const registry = await FileRegistry.open(dataDir);
   const ids = Array.from({ length: count }, (_, i) => `${prefix}${i}`);
   const secrets = await registry.addDevices(ids);
   return ids.map((id) => ({ id, password: secrets.get(id)! }));

@@ -11,7 +11,7 @@
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { openTokenService } from '../../src/auth/tokens.js';
+import { withAuth } from '../../src/cli/auth.js';
 import { freePort, tempDir } from '../../test/support/services.js';
 import {
   type BenchContext,
@@ -64,8 +64,11 @@ export const liveFanout: Scenario & {
     const group = options.group ?? 'live-fanout';
     const name = options.sutName ?? (instances > 1 ? `bridge×${instances}` : 'bridge');
     try {
-      const tokens = await openTokenService(dataDir);
-      const { token } = await tokens.create({ feeds: ['telemetry/+'], ttlSeconds: 3600 });
+      // Signed as the bridges will check it: the data dir's key, or the cluster's in Redis.
+      const env = { BRIDGE_DATA_DIR: dataDir, ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}) };
+      const { token } = await withAuth({ env }, ({ tokens }) =>
+        tokens.create({ feeds: ['telemetry/+'], ttlSeconds: 3600 }),
+      );
       for (let i = 0; i < instances; i++) {
         bridges.push(
           await startBridgeSut(ctx.pin, {

@@ -1,14 +1,14 @@
 /**
- * Room: auth. The device and service-user registry: `<dataDir>/registry.json`, written atomically (temp file +
- * rename) so the CLI can change it while the bridge runs; the bridge reloads it when its mtime moves.
+ * Room: auth. The device and service-user registry: what it promises, whatever stores it — a file in
+ * the data directory (registry-file.ts, one instance) or Redis (registry-redis.ts, cluster mode,
+ * shared by every instance). One contract suite runs against both (test/registry-contract.test.ts).
  *
  * Secrets are random (32 bytes, base64url), shown once, and stored only as salted scrypt hashes
  * (N=2^14, r=8, p=1: ~40 ms and 16 MiB per check). A successful check is remembered in memory as a
- * keyed digest, so a reconnect storm does not cost one scrypt per device.
+ * keyed digest (`SecretCheck`), so a reconnect storm does not cost one scrypt per device; the digest
+ * covers the stored hash, so a device re-created with a new secret never matches an old entry.
  */
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ERROR_CODES, TelebridgeError } from '../errors.js';
 import { DEVICE_ID_RE, isValidFilter } from '../topics.js';
@@ -23,7 +23,7 @@ const scrypt = promisify(scryptCb) as (
 const SCRYPT = { N: 16_384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 const KEY_LENGTH = 32;
 
-interface Credential {
+export interface Credential {
   readonly salt: string;
   readonly hash: string;
   readonly createdAt: string;
@@ -36,10 +36,10 @@ export interface UserRecord extends Credential {
   readonly subscribe: readonly string[];
 }
 
-interface RegistryFile {
-  version: 1;
-  devices: Record<string, DeviceRecord>;
-  users: Record<string, UserRecord>;
+/** Every record as stored (hashes only): the file's content, and what `registry import` moves. */
+export interface RegistryRecords {
+  readonly devices: Readonly<Record<string, DeviceRecord>>;
+  readonly users: Readonly<Record<string, UserRecord>>;
 }
 
 export type Identity =
@@ -51,166 +51,74 @@ export type Identity =
       readonly subscribe: readonly string[];
     };
 
-export class Registry {
-  private data: RegistryFile = emptyFile();
-  private mtimeMs = -1;
-  private checkedAt = 0;
-  /** Verified secrets: name → HMAC(pepper, kind:name:secret). Forgotten when the record changes. */
-  private readonly verified = new Map<string, Buffer>();
-  private readonly pepper = randomBytes(32);
-  /** Changes run one at a time: each is read-modify-write of the whole file. */
-  private changes: Promise<unknown> = Promise.resolve();
+/** A device or user that was removed (by this process or another: the CLI, another instance). */
+export interface Removal {
+  readonly kind: 'device' | 'user';
+  readonly name: string;
+}
 
-  private constructor(readonly path: string) {}
+export interface UserRights {
+  readonly publish: readonly string[];
+  readonly subscribe: readonly string[];
+}
 
-  /** Opens (creating the directory if needed) the registry of a data directory. */
-  static async open(dataDir: string): Promise<Registry> {
-    await mkdir(dataDir, { recursive: true, mode: 0o700 });
-    const registry = new Registry(join(dataDir, 'registry.json'));
-    await registry.reload(true);
-    return registry;
-  }
-
+export interface Registry {
   /** Creates a device and returns its secret (shown once, stored hashed). */
-  addDevice(id: string): Promise<string> {
-    assertName(id, 'device id');
-    return this.change(async () => {
-      this.assertFree(id);
-      const secret = newSecret();
-      this.data.devices[id] = await hashSecret(secret);
-      return secret;
-    });
-  }
-
+  addDevice(id: string): Promise<string>;
   /**
-   * Creates many devices with one write of the file, hashing in parallel on libuv's threads
-   * (provisioning a fleet). `replace`: a device that exists gets a new secret instead of an error.
+   * Creates many devices at once, hashing in parallel on libuv's threads (provisioning a fleet).
+   * `replace`: a device that exists gets a new secret instead of an error.
    * @returns id → secret, in the order of `ids`.
    */
-  addDevices(ids: readonly string[], options: { replace?: boolean } = {}): Promise<Map<string, string>> {
-    for (const id of ids) assertName(id, 'device id');
-    return this.change(async () => {
-      for (const id of ids) {
-        if (Object.hasOwn(this.data.users, id) || (!options.replace && this.knows(id))) this.assertFree(id);
-      }
-      const secrets = new Map(ids.map((id) => [id, newSecret()]));
-      const records = await Promise.all([...secrets.values()].map(hashSecret));
-      ids.forEach((id, i) => {
-        this.data.devices[id] = records[i]!;
-      });
-      return secrets;
-    });
-  }
-
-  removeDevice(id: string): Promise<boolean> {
-    return this.change(async () => Object.hasOwn(this.data.devices, id) && delete this.data.devices[id]);
-  }
-
-  hasDevice(id: string): boolean {
-    return Object.hasOwn(this.data.devices, id);
-  }
-
+  addDevices(ids: readonly string[], options?: { replace?: boolean }): Promise<Map<string, string>>;
+  /** False when there was no such device. */
+  removeDevice(id: string): Promise<boolean>;
+  listDevices(): Promise<{ id: string; createdAt: string }[]>;
   /**
-   * `hasDevice` after a fresh look at the file (one stat): a device the CLI added or removed a
-   * moment ago counts as such. For logins that carry no secret (client certificates).
+   * Whether the device exists as of now (a device added or removed a moment ago counts as such).
+   * For logins that carry no secret (client certificates).
    */
-  async hasDeviceNow(id: string): Promise<boolean> {
-    await this.reload(true);
-    return this.hasDevice(id);
-  }
-
-  listDevices(): { id: string; createdAt: string }[] {
-    return Object.entries(this.data.devices).map(([id, d]) => ({ id, createdAt: d.createdAt }));
-  }
-
+  hasDeviceNow(id: string): Promise<boolean>;
   /** Creates a service user confined to the given topic filters and returns its secret. */
-  addUser(
-    name: string,
-    rights: { publish: readonly string[]; subscribe: readonly string[] },
-  ): Promise<string> {
-    assertName(name, 'user name');
-    for (const filter of [...rights.publish, ...rights.subscribe]) {
-      if (!isValidFilter(filter))
-        throw new TelebridgeError(ERROR_CODES.registry, `invalid topic filter '${filter}'`);
-    }
-    return this.change(async () => {
-      this.assertFree(name);
-      const secret = newSecret();
-      this.data.users[name] = {
-        ...(await hashSecret(secret)),
-        publish: [...rights.publish],
-        subscribe: [...rights.subscribe],
-      };
-      return secret;
-    });
-  }
-
-  removeUser(name: string): Promise<boolean> {
-    return this.change(async () => Object.hasOwn(this.data.users, name) && delete this.data.users[name]);
-  }
-
-  listUsers(): {
-    name: string;
-    publish: readonly string[];
-    subscribe: readonly string[];
-    createdAt: string;
-  }[] {
-    return Object.entries(this.data.users).map(([name, u]) => ({
-      name,
-      publish: u.publish,
-      subscribe: u.subscribe,
-      createdAt: u.createdAt,
-    }));
-  }
-
-  /** Devices and users share one namespace. */
-  private knows(name: string): boolean {
-    return Object.hasOwn(this.data.devices, name) || Object.hasOwn(this.data.users, name);
-  }
-
-  private assertFree(name: string): void {
-    if (this.knows(name)) throw new TelebridgeError(ERROR_CODES.registry, `'${name}' already exists`);
-  }
-
+  addUser(name: string, rights: UserRights): Promise<string>;
+  removeUser(name: string): Promise<boolean>;
+  listUsers(): Promise<
+    { name: string; publish: readonly string[]; subscribe: readonly string[]; createdAt: string }[]
+  >;
   /**
-   * A read-modify-write of the file, one at a time in this process: re-read, apply, save when
-   * `apply` returns something truthy (a secret, or true for a removal).
+   * Checks a username/password pair. Devices and users share one namespace, so a name is one or the
+   * other. Resolves undefined when wrong; takes as long for an unknown name as for a wrong secret.
    */
-  private change<T>(apply: () => Promise<T>): Promise<T> {
-    const run = this.changes.then(async () => {
-      await this.reload(true);
-      const result = await apply();
-      if (result) await this.save();
-      return result;
-    });
-    this.changes = run.catch(() => undefined);
-    return run;
-  }
-
+  authenticate(username: string, password: Buffer): Promise<Identity | undefined>;
   /**
-   * Checks a username/password pair. Devices and users share one namespace, so a name is one or the other. Resolves undefined when wrong.
+   * Calls `listener` for each device or user removed from now on, wherever it was removed, within
+   * about a second (the broker disconnects it). Returns the unsubscribe function.
    */
-  async authenticate(username: string, password: Buffer): Promise<Identity | undefined> {
-    await this.reload(false);
-    // A name not known yet may have been added a moment ago by the CLI: look at the file again.
-    if (!this.knows(username)) await this.reload(true);
-    // Names come from the wire: own properties only ('constructor' is not a device).
-    const device = Object.hasOwn(this.data.devices, username) ? this.data.devices[username] : undefined;
-    const user = device || !Object.hasOwn(this.data.users, username) ? undefined : this.data.users[username];
-    const record = device ?? user;
-    if (!record) {
-      // Spend the same effort as a real check so unknown names cannot be told apart by timing.
-      await scrypt(password, DUMMY_SALT, KEY_LENGTH, SCRYPT);
-      return undefined;
-    }
-    const kind = device ? 'device' : 'user';
-    if (!(await this.verify(`${kind}:${username}`, record, password))) return undefined;
-    return user
-      ? { kind: 'user', id: username, publish: user.publish, subscribe: user.subscribe }
-      : { kind: 'device', id: username };
-  }
+  onRemoved(listener: (removal: Removal) => void): () => void;
+  /** Every record as stored (hashes): the source of `registry import`. */
+  records(): Promise<RegistryRecords>;
+  /**
+   * Adds stored records as they are (hashes: the secrets stay what they were). A name that exists
+   * is kept unless `replace`; a name that is a device on one side and a user on the other is kept.
+   */
+  import(
+    records: RegistryRecords,
+    options?: { replace?: boolean },
+  ): Promise<{ added: string[]; kept: string[] }>;
+  /** Stops watching for changes and releases what the registry holds open. */
+  close(): Promise<void>;
+}
 
-  private async verify(key: string, record: Credential, password: Buffer): Promise<boolean> {
+/**
+ * Verifies secrets against stored records, remembering each success as a keyed digest (the pepper
+ * is random per process) so the next login of the same device with the same secret skips scrypt.
+ */
+export class SecretCheck {
+  private readonly verified = new Map<string, Buffer>();
+  private readonly pepper = randomBytes(32);
+
+  /** `key` names the record (`device:<id>`); true when `password` is its secret. */
+  async verify(key: string, record: Credential, password: Buffer): Promise<boolean> {
     const digest = createHmac('sha256', this.pepper)
       .update(key)
       .update('\0')
@@ -227,50 +135,41 @@ export class Registry {
     return true;
   }
 
-  /** Re-reads the file when its mtime moved; `force` skips the once-a-second throttle. */
-  private async reload(force: boolean): Promise<void> {
-    const now = Date.now();
-    if (!force && now - this.checkedAt < 1000) return;
-    this.checkedAt = now;
-    let mtimeMs: number;
-    try {
-      mtimeMs = (await stat(this.path)).mtimeMs;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        this.data = emptyFile();
-        this.mtimeMs = -1;
-        return;
-      }
-      throw err;
-    }
-    if (mtimeMs === this.mtimeMs) return;
-    const parsed = JSON.parse(await readFile(this.path, 'utf8')) as RegistryFile;
-    if (parsed.version !== 1 || typeof parsed.devices !== 'object' || typeof parsed.users !== 'object') {
-      throw new TelebridgeError(ERROR_CODES.registry, `${this.path}: not a telebridge registry (version 1)`);
-    }
-    this.data = parsed;
-    this.mtimeMs = mtimeMs;
+  /** Spends the effort of a real check, so unknown names cannot be told apart by timing. */
+  async waste(password: Buffer): Promise<void> {
+    await scrypt(password, DUMMY_SALT, KEY_LENGTH, SCRYPT);
   }
 
-  private async save(): Promise<void> {
-    const tmp = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(this.data, null, 2)}\n`, { mode: 0o600 });
-    await rename(tmp, this.path);
-    this.mtimeMs = (await stat(this.path)).mtimeMs;
+  /**
+   * The identity `username` proves with `password` against its stored record (a device's or a
+   * user's, never both), or undefined.
+   */
+  async identify(
+    username: string,
+    password: Buffer,
+    device: DeviceRecord | undefined,
+    user: UserRecord | undefined,
+  ): Promise<Identity | undefined> {
+    const record = device ?? user;
+    if (!record) {
+      await this.waste(password);
+      return undefined;
+    }
+    const kind = device ? 'device' : 'user';
+    if (!(await this.verify(`${kind}:${username}`, record, password))) return undefined;
+    return device || !user
+      ? { kind: 'device', id: username }
+      : { kind: 'user', id: username, publish: user.publish, subscribe: user.subscribe };
   }
 }
 
 const DUMMY_SALT = randomBytes(16);
 
-function emptyFile(): RegistryFile {
-  return { version: 1, devices: {}, users: {} };
-}
-
-function newSecret(): string {
+export function newSecret(): string {
   return randomBytes(32).toString('base64url');
 }
 
-async function hashSecret(secret: string): Promise<Credential> {
+export async function hashSecret(secret: string): Promise<Credential> {
   const salt = randomBytes(16);
   const hash = await scrypt(secret, salt, KEY_LENGTH, SCRYPT);
   return {
@@ -280,11 +179,40 @@ async function hashSecret(secret: string): Promise<Credential> {
   };
 }
 
-function assertName(name: string, what: string): void {
+/** Checks a device id or user name against contract §3's pattern. */
+export function assertName(name: string, what: string): void {
   if (!DEVICE_ID_RE.test(name)) {
     throw new TelebridgeError(
       ERROR_CODES.registry,
       `invalid ${what} '${name}': expected ${DEVICE_ID_RE.source} (letters, digits, _ . -, at most 64)`,
     );
   }
+}
+
+export function assertRights(rights: UserRights): void {
+  for (const filter of [...rights.publish, ...rights.subscribe]) {
+    if (!isValidFilter(filter))
+      throw new TelebridgeError(ERROR_CODES.registry, `invalid topic filter '${filter}'`);
+  }
+}
+
+export function alreadyExists(name: string): TelebridgeError {
+  return new TelebridgeError(ERROR_CODES.registry, `'${name}' already exists`);
+}
+
+/** A stored record read back (file or Redis) has the fields a check needs; anything else is refused. */
+export function isCredential(value: unknown): value is Credential {
+  const v = value as Partial<Credential> | null;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof v.salt === 'string' &&
+    typeof v.hash === 'string' &&
+    typeof v.createdAt === 'string'
+  );
+}
+
+export function isUserRecord(value: unknown): value is UserRecord {
+  const v = value as Partial<UserRecord>;
+  return isCredential(value) && Array.isArray(v.publish) && Array.isArray(v.subscribe);
 }

@@ -9,7 +9,8 @@
  *             PUBACK after the verdict ◀── relay to subscribers | discard (+ reply) | refuse (close)
  *   SUBSCRIBE ─▶ rights (SUBACK 0x80) ─▶ delivery taken over (fanout.ts: max QoS, encode once, slow subscribers)
  *
- * Others use it through `publish` (rejections, commands) and `disconnect`.
+ * Others use it through `publish` (rejections, commands) and `disconnect`. A device or user removed
+ * from the registry (here, by the CLI, or on another instance of a cluster) is disconnected.
  */
 
 import type { EventEmitter } from 'node:events';
@@ -30,9 +31,22 @@ import type { Identity, Registry } from '../auth/registry.js';
 import { canPublish, canSubscribe } from '../auth/rights.js';
 import type { Config } from '../config.js';
 import { CONNACK, type ConnackCode } from '../errors.js';
-import type { Logger } from '../log.js';
+import { BurstLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { checkAedesInternals, isDrainTimeout, refreshKeepalive } from './aedes-internals.js';
+import {
+  checkAedesInternals,
+  closeClientOf,
+  compactListeners,
+  forgetConnectPacket,
+  inboundWindowOnDemand,
+  isDrainTimeout,
+  memorySessionStore,
+  prepareSubscriber,
+  refreshKeepalive,
+  sweepKeepalives,
+  trimClient,
+  writeNumbersUncached,
+} from './aedes-internals.js';
 import { DISCARD_TOPIC, isBrokerTopic, isHiddenFilter } from './broker-topics.js';
 import { type ConnectRefusal, connectRefusal, MAX_CLIENT_ID_LENGTH } from './connect-check.js';
 import { type DropReason, Fanout } from './fanout.js';
@@ -86,6 +100,11 @@ export interface Broker {
 
 /** Milliseconds a flooding client is refused after being disconnected. */
 const FLOOD_BAN_MS = 30_000;
+/**
+ * How long a removal is remembered for logins that were accepted just before it and are not
+ * connected yet (Aedes restores the session between the two), ms.
+ */
+const REMOVAL_MEMORY_MS = 30_000;
 
 function authError(message: string, returnCode: ConnackCode): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -94,6 +113,9 @@ function authError(message: string, returnCode: ConnackCode): AuthenticateError 
 export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const { config, log, metrics, registry, ingest } = deps;
   const identities = new WeakMap<Client, Identity>();
+  /** Accepted logins, numbered in order (removals cover the logins before them). */
+  const loginNumbers = new WeakMap<Client, number>();
+  let logins = 0;
   const refused = new WeakMap<Client, ConnectRefusal>();
   /** Will topics from CONNECT (preConnect's packet), checked against the rights once the client is known. */
   const wills = new WeakMap<Client, string>();
@@ -103,6 +125,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   const subscribers = new WeakSet<Client>();
   const banned = new Map<string, number>();
   const throttle = new LoginThrottle();
+  const loginErrors = new BurstLogger(log);
   /** BRIDGE_ACL_FILE: the rights of anonymous clients (config allows it only with BRIDGE_AUTH=off). */
   const anonymous = config.acl ? new Acl(config.acl.rules) : undefined;
   /** Per connection, made at its first rate-limited PUBLISH (an idle device carries none). */
@@ -212,7 +235,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   }
 
   const aedes = await Aedes.createBroker({
-    ...(deps.cluster ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence } : {}),
+    ...(deps.cluster
+      ? { mq: deps.cluster.mq, persistence: deps.cluster.persistence }
+      : { persistence: memorySessionStore() }),
     concurrency: 100,
     // A subscriber that stops reading is dropped within seconds instead of stalling delivery.
     drainTimeout: config.limits.drainTimeoutMs,
@@ -224,6 +249,7 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     heartbeatInterval: 60_000,
 
     preConnect(client, packet, callback) {
+      forgetConnectPacket(client, packet);
       const refusal = connectRefusal(packet, config.limits.keepaliveLimitS);
       if (refusal) refused.set(client, refusal);
       if (packet.will) wills.set(client, packet.will.topic);
@@ -278,10 +304,12 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
           const willRefused = willRefusal(client, identity);
           if (willRefused) return done(willRefused, false);
           identities.set(client, identity);
+          loginNumbers.set(client, ++logins);
           done(null, true);
         })
         .catch((err: Error) => {
-          log.error({ err, clientId: client.id }, 'authentication failed with an error');
+          // The cluster's registry unreachable fails every uncached login alike: once per burst.
+          loginErrors.error({ err: err.message, clientId: client.id }, 'authentication failed with an error');
           done(authError('server unavailable', CONNACK.serverUnavailable), false);
         });
     },
@@ -314,8 +342,40 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     authorizeForward: (_client, packet: AedesPublishPacket) => forwarded(packet),
   });
   checkAedesInternals(aedes);
+  writeNumbersUncached();
+  sweepKeepalives(aedes);
+  inboundWindowOnDemand(aedes);
 
-  aedes.on('client', (client) => connected.set(client.id, client));
+  /**
+   * `<kind>:<name>` removed a moment ago → the last login number it covers (a later login is of
+   * the name re-created) and until when it is remembered (REMOVAL_MEMORY_MS).
+   */
+  const removed = new Map<string, { upTo: number; until: number }>();
+  const isRemoved = (client: Client): boolean => {
+    const identity = identities.get(client);
+    const removal = identity ? removed.get(`${identity.kind}:${identity.id}`) : undefined;
+    return removal !== undefined && (loginNumbers.get(client) ?? 0) <= removal.upTo;
+  };
+  const stopWatchingRemovals = config.auth
+    ? registry.onRemoved(({ kind, name }) => {
+        const now = Date.now();
+        for (const [key, { until }] of removed) if (until <= now) removed.delete(key);
+        removed.set(`${kind}:${name}`, { upTo: logins, until: now + REMOVAL_MEMORY_MS });
+        for (const client of connected.values()) {
+          if (!isRemoved(client)) continue;
+          log.warn({ clientId: client.id, [kind]: name }, `client disconnected: its ${kind} was removed`);
+          client.close();
+        }
+      })
+    : () => {};
+
+  aedes.on('client', (client) => {
+    connected.set(client.id, client);
+    if (isRemoved(client)) {
+      log.warn({ clientId: client.id }, 'client disconnected: removed while it was logging in');
+      client.close();
+    }
+  });
   aedes.on('clientDisconnect', (client) => {
     if (connected.get(client.id) === client) connected.delete(client.id);
     paces.get(client)?.close();
@@ -342,19 +402,26 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
   function takeDeliveries(client: Client): void {
     if (subscribers.has(client)) return;
     subscribers.add(client);
+    // Its own subscriptions and duplicate counters (trimClient shared empty ones), before the fan-out
+    // or a subscription holds on to them.
+    prepareSubscriber(client);
     fanout.install(client);
   }
 
   // Per listener, not per connection: every closure or object made in `handle` is multiplied by the
   // number of idle devices (issue 8, bench/idle-memory.ts).
   const guardOptions = {} as Record<ListenerName, GuardOptions>;
-  const connectionClosed = {} as Record<ListenerName, () => void>;
+  const connectionClosed = {} as Record<ListenerName, (this: unknown) => void>;
   for (const listener of ['tcp', 'tls', 'ws'] as const) {
     guardOptions[listener] = {
       maxPacketBytes: config.maxPacketBytes,
       onViolation: (err) => log.warn({ listener, err: err.message }, 'connection closed by the packet guard'),
     };
-    connectionClosed[listener] = () => metrics.connections.dec({ listener });
+    // Also closes the Aedes client: it stands in for Aedes's own end-of-stream hooks (trimClient).
+    connectionClosed[listener] = function closed(this: unknown) {
+      metrics.connections.dec({ listener });
+      closeClientOf(this);
+    };
   }
 
   const noop = () => {};
@@ -372,11 +439,15 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
         guardOptions[listener],
         source,
       );
-      // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection.
-      guarded.on('close', connectionClosed[listener]);
       // Not `req`: Aedes would keep the upgrade request (headers and all, ~1 KiB) for the connection's
       // life, and nothing reads it.
       const client = aedes.handle(guarded);
+      trimClient(client);
+      // A stream emits 'close' once; `on` spares the wrapper `once` allocates per connection. Added
+      // after trimClient took Aedes's own hook off: a third listener would grow the list for good.
+      guarded.on('close', connectionClosed[listener]);
+      // The inner stream's listeners (websocket-stream's, the guard's) as a fast table.
+      compactListeners(stream as EventEmitter);
       if (!config.auth) return;
       // The login throttle is per address.
       const address = (stream as { remoteAddress?: string }).remoteAddress ?? req?.socket.remoteAddress;
@@ -384,8 +455,9 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
     },
     handleSocket(socket, listener) {
       metrics.connections.inc({ listener });
-      socket.on('close', connectionClosed[listener]);
       const client = aedes.handle(guardSocket(socket, guardOptions[listener]) as Connection);
+      trimClient(client);
+      socket.on('close', connectionClosed[listener]);
       if (config.auth && socket.remoteAddress) addresses.set(client, socket.remoteAddress);
     },
     publish,
@@ -397,7 +469,10 @@ export async function createBroker(deps: BrokerDeps): Promise<Broker> {
       client.close();
       return true;
     },
-    close: () => new Promise<void>((resolve) => aedes.close(() => resolve())),
+    close: () => {
+      stopWatchingRemovals();
+      return new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
   };
 }
 

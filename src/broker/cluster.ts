@@ -27,6 +27,7 @@ import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import type { RedisHealth } from '../redis.js';
+import type { RedisTarget } from '../redis-target.js';
 import {
   checkRelayInternals,
   closeRelayNow,
@@ -62,14 +63,18 @@ export interface AedesCluster {
  * `health`, so `/readyz` and the outage log cover them.
  * @throws when Redis cannot be reached at start-up.
  */
-export async function openAedesCluster(url: string, health: RedisHealth, log: Logger): Promise<AedesCluster> {
-  const pubConn = await health.connect(url, 'mqtt-relay-pub', {
+export async function openAedesCluster(
+  target: RedisTarget,
+  health: RedisHealth,
+  log: Logger,
+): Promise<AedesCluster> {
+  const pubConn = await health.connect(target, 'mqtt-relay-pub', {
     enableAutoPipelining: true,
     // Never queue relay publishes while Redis is away: emit() falls back to local delivery instead.
     enableOfflineQueue: false,
   });
-  const subConn = await health.connect(url, 'mqtt-relay-sub', { autoResubscribe: true });
-  const db = await health.connect(url, 'mqtt-sessions', { maxRetriesPerRequest: PERSISTENCE_RETRIES });
+  const subConn = await health.connect(target, 'mqtt-relay-sub', { autoResubscribe: true });
+  const db = await health.connect(target, 'mqtt-sessions', { maxRetriesPerRequest: PERSISTENCE_RETRIES });
 
   const createMq = require('mqemitter-redis') as MqEmitterFactory;
   const inner = createMq({ pubConn, subConn, matchEmptyLevels: true });

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { fleetIds, provisionFleet } from '../../firmware-sim/provision.js';
 import { loadConfig } from '../config.js';
+import { withAuth } from './auth.js';
 import { runSim, type SimOptions } from './sim.js';
 
 interface DemoOptions {
@@ -63,17 +64,19 @@ export async function runDemo(options: DemoOptions, out: NodeJS.WriteStream = pr
   const fleetFile = join(config.dataDir, 'demo-fleet.json');
   const ids = fleetIds('demo-', devices);
   // Provisioned before the bridge starts, so its first registry read already knows them.
-  out.write(`provisioning ${devices} demo devices in ${config.dataDir}\n`);
-  await provisionFleet({ dataDir: config.dataDir, ids, fleetFile });
+  await withAuth({ dataDir: config.dataDir }, ({ registry, where }) => {
+    out.write(`provisioning ${devices} demo devices in ${where === 'redis' ? 'Redis' : config.dataDir}\n`);
+    return provisionFleet({ registry, ids, fleetFile });
+  });
 
   // Loaded here, not at the top: the other sub-commands must not pay for the bridge's imports.
   const { startBridge } = await import('../app.js');
-  const { openTokenService } = await import('../auth/tokens.js');
   const { createLogger } = await import('../log.js');
   const bridge = await startBridge(config, { log: createLogger(config.logLevel, process.stderr) });
   try {
-    const tokens = await openTokenService(config.dataDir);
-    const { token } = await tokens.create({ feeds: ['#'], commands: true, ttlSeconds: 24 * 3600 });
+    const { token } = await withAuth({ dataDir: config.dataDir }, ({ tokens }) =>
+      tokens.create({ feeds: ['#'], commands: true, ttlSeconds: 24 * 3600 }),
+    );
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const scheme = config.tls ? 'https' : 'http';
     out.write(

@@ -15,6 +15,7 @@ import type { Fleet, FleetDevice, FleetSummary } from '../../firmware-sim/fleet.
 import type { SharedDeviceOptions } from '../../firmware-sim/group.js';
 import { MAX_FLEET } from '../../firmware-sim/limits.js';
 import { fleetFromFile, fleetIds, provisionFleet } from '../../firmware-sim/provision.js';
+import { withAuth } from './auth.js';
 import { dataDirOf } from './data-dir.js';
 
 export interface SimOptions {
@@ -146,8 +147,11 @@ export async function runSim(
   const fleetFile = options.fleetFile ?? join(dataDir, 'sim-fleet.json');
   let devices: FleetDevice[];
   if (options.provision) {
-    out.write(`provisioning ${ids.length} devices in ${dataDir} (secrets in ${fleetFile})\n`);
-    devices = await provisionFleet({ dataDir, ids, fleetFile });
+    devices = await withAuth(options, ({ registry, where }) => {
+      const place = where === 'redis' ? "the cluster's registry (Redis)" : dataDir;
+      out.write(`provisioning ${ids.length} devices in ${place} (secrets in ${fleetFile})\n`);
+      return provisionFleet({ registry, ids, fleetFile });
+    });
   } else {
     devices = await fleetFromFile(fleetFile, ids);
   }

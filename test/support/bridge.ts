@@ -8,7 +8,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { type BridgeHandle, startBridge } from '../../src/app.js';
-import { Registry } from '../../src/auth/registry.js';
+import type { Registry } from '../../src/auth/registry.js';
 import { BUILTIN_SCHEMAS, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { loadSchemas } from '../../src/schemas/registry.js';
@@ -116,7 +116,7 @@ export async function startTestBridge(
   const bridge = await startBridge(config, {
     log: createLogger(config.logLevel, options.log ?? process.stderr),
   });
-  const registry = await Registry.open(dataDir);
+  const { registry } = bridge;
   const clients: MqttClient[] = [];
   const secure = Boolean(config.tls);
   const self: TestBridge = {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { WireSample } from '../../firmware-sim/codec.js';
 import { SimDevice } from '../../firmware-sim/device.js';
 import { fleetIds, provisionFleet } from '../../firmware-sim/provision.js';
+import type { Registry } from '../../src/auth/registry.js';
 import type { InfluxdServer } from './influx.js';
 
 export interface DurableFleet {
@@ -29,8 +30,13 @@ export interface DurableFleet {
 }
 
 export interface FleetOptions {
-  /** The bridge's data dir: devices are provisioned in its registry (before the bridge starts is fine). */
+  /**
+   * The bridge's data dir: devices are provisioned in its registry (before the bridge starts is
+   * fine), unless `registry` is given; the fleet file is kept there.
+   */
   readonly dataDir: string;
+  /** Where to provision instead (the cluster's registry in Redis). */
+  readonly registry?: Registry;
   readonly url: string;
   readonly prefix: string;
   /** Default 5. */
@@ -43,11 +49,13 @@ export interface FleetOptions {
 
 /** Provisions and starts the devices (they connect and publish on their own from then on). */
 export async function startFleet(options: FleetOptions): Promise<DurableFleet> {
-  const creds = await provisionFleet({
-    dataDir: options.dataDir,
-    ids: fleetIds(options.prefix, options.count ?? 5),
-    fleetFile: join(options.dataDir, 'durability-fleet.json'),
-  });
+  const ids = fleetIds(options.prefix, options.count ?? 5);
+  const fleetFile = join(options.dataDir, `durability-fleet-${options.prefix}.json`);
+  const creds = await provisionFleet(
+    options.registry
+      ? { registry: options.registry, ids, fleetFile }
+      : { dataDir: options.dataDir, ids, fleetFile },
+  );
   const acked = new Map<string, Set<number>>();
   const devices = creds.map((c) => {
     const device = new SimDevice({

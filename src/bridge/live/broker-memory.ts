@@ -115,6 +115,10 @@ export class MemoryLiveBroker implements LiveBroker {
     return () => this.listeners.delete(listener);
   }
 
+  onGap(): () => void {
+    return () => {}; // one process, nothing in between: nothing is ever lost
+  }
+
   async close(): Promise<void> {
     this.listeners.clear();
   }

@@ -3,8 +3,8 @@
  * all instances, so a cursor taken on one instance resumes on any other.
  *
  * ```
- * publish ─▶ EVALSHA: XADD <stream> MAXLEN ~ historyCount * e=<entry>   (Redis assigns the cursor)
- *                     HSET <latest> <feed> "<id> <entry>"               (snapshot state, survives restarts)
+ * publish ─▶ EVALSHA: XADD <stream> MAXLEN ~ historyCount * e=<entry> p=<publisher>:<n>
+ *                     HSET <latest> <feed> "<id> <entry>"      (snapshot state, survives restarts)
  * reader (own connection): XREAD BLOCK ─▶ local window (history) + latest ─▶ onMessage listeners
  * ```
  *
@@ -21,19 +21,29 @@
  *
  * Redis down: `publish` drops the event (counted in `dropped`; storage is unaffected, the pipeline
  * spooled the reading already) once the publishing connection has noticed the outage (one made in the
- * instant before either fails, counted too, or is re-sent by ioredis once Redis is back), the reader waits and resumes from its
- * last ID when Redis is back; if the stream was trimmed past it meanwhile, the window restarts (older
- * cursors get a gap). `close()` returns during an outage too.
+ * instant before either fails, counted too, or is re-sent by ioredis once Redis is back); the reader
+ * waits and resumes from its last ID when Redis is back; if the stream was trimmed past it meanwhile,
+ * the window restarts (older cursors get a gap). `close()` returns during an outage too.
+ *
+ * Never a silent hole: each instance numbers what it publishes (`p=<publisher>:<n>`, n counting
+ * dropped events too), and every reader checks that each publisher's numbers follow on. A jump means
+ * events were lost on the way — dropped while Redis was unreachable, lost with a primary that died
+ * before replicating them (Sentinel failover), or trimmed before this reader got to them. Then the
+ * `onGap` listeners are told (sessions send `gap` and fresh snapshots), and a cursor from before
+ * that point resumes with `gap`. An instance that dropped events adds an empty marker entry as soon
+ * as Redis is back, so the loss is seen even if it publishes nothing more.
  */
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { type FeedKind, type FeedPattern, feedName } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import type { RedisHealth } from '../../redis.js';
+import type { RedisTarget } from '../../redis-target.js';
 import { type LiveBroker, type LiveEvent, latestMatching, type PublishInput } from './broker.js';
 import { eventJson, HistoryRing, rememberLatest } from './resume-window.js';
 
 export interface RedisBrokerOptions {
-  readonly url: string;
+  readonly redis: RedisTarget;
   readonly health: RedisHealth;
   readonly log: Logger;
   /** Events kept for resume, in Redis (MAXLEN ~) and in each instance's window (BRIDGE_LIVE_HISTORY). */
@@ -75,10 +85,15 @@ const ID_RE = /^(\d{1,15})-(\d{1,15})$/;
 /** Separates the fields of a stream entry; device ids cannot contain it, JSON escapes it. */
 const SEP = '\x1f';
 
+/** An empty entry (`e` = '') is a publisher's marker: it carries only its number. */
 const PUBLISH_SCRIPT = `
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[2], id .. ' ' .. ARGV[3])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[3], 'p', ARGV[4])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], id .. ' ' .. ARGV[3]) end
 return id`;
+/** Publishers whose numbering a reader follows; the oldest is forgotten past it (one per restart). */
+const MAX_PUBLISHERS = 1024;
+/** At most one log line about lost events per this many ms (a failover loses a burst at once). */
+const GAP_LOG_INTERVAL_MS = 10_000;
 
 interface StreamId {
   readonly ms: number;
@@ -145,12 +160,15 @@ type RedisWithScript = Redis & {
     maxlen: number,
     feed: string,
     entry: string,
+    publisher: string,
   ): Promise<string>;
 };
 
 export class RedisLiveBroker implements LiveBroker {
   /** Events not published because Redis was unreachable. */
   dropped = 0;
+  /** Times this reader found events lost on the way (each told to the `onGap` listeners). */
+  gaps = 0;
   private readonly streamKey: string;
   private readonly latestKey: string;
   private readonly maxFeeds: number;
@@ -161,6 +179,17 @@ export class RedisLiveBroker implements LiveBroker {
   private position = 0;
   private readonly latestByFeed = new Map<string, StreamEvent>();
   private readonly listeners = new Set<(event: LiveEvent) => void>();
+  private readonly gapListeners = new Set<() => void>();
+  /** This instance as a publisher: its id (new at every start) and the number of its last event. */
+  private readonly publisherId = randomBytes(6).toString('hex');
+  private published = 0;
+  /** Events were dropped since the last marker: add one when Redis is back. */
+  private markerOwed = false;
+  /** Reader: publisher id → the number of the last entry read from it. */
+  private readonly publishers = new Map<string, number>();
+  /** The first entry read after a loss: a cursor before it resumes with a gap. */
+  private holeAt: StreamId | undefined;
+  private gapLoggedAt = 0;
   private closed = false;
   /** Settles when close() is called; every await of the read loop races it (see `untilClosed`). */
   private readonly closing: Promise<typeof CLOSED>;
@@ -192,18 +221,21 @@ export class RedisLiveBroker implements LiveBroker {
    * @throws when Redis cannot be reached at start-up.
    */
   static async open(options: RedisBrokerOptions): Promise<RedisLiveBroker> {
-    const { health, url } = options;
+    const { health, redis } = options;
     // Publishes are fire-and-forget: never queue them while Redis is away (unbounded memory).
-    const pub = (await health.connect(url, 'live-pub', {
+    const pub = (await health.connect(redis, 'live-pub', {
       enableOfflineQueue: false,
       enableAutoPipelining: true,
     })) as RedisWithScript;
     pub.defineCommand('telebridgeLivePublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
     // The reader's one blocked XREAD waits through reconnects and is re-sent after them.
-    const reader = await health.connect(url, 'live-reader', { maxRetriesPerRequest: null });
+    const reader = await health.connect(redis, 'live-reader', { maxRetriesPerRequest: null });
     const broker = new RedisLiveBroker(options, pub, reader);
     reader.on('ready', () => {
       broker.reconnected = true;
+    });
+    pub.on('ready', () => {
+      if (broker.markerOwed) broker.send('', '');
     });
     await broker.load();
     broker.reading = broker.readLoop();
@@ -212,17 +244,25 @@ export class RedisLiveBroker implements LiveBroker {
 
   publish(input: PublishInput): void {
     if (this.closed) return;
+    this.send(feedName(input.kind, input.device), encodeEntry(input));
+  }
+
+  /** Appends one numbered entry (`entry` '' = a marker); a failure is a drop, and owes a marker. */
+  private send(feed: string, entry: string): void {
+    const publisher = `${this.publisherId}:${++this.published}`;
     if (this.pub.status !== 'ready') {
       this.drop(undefined);
       return;
     }
+    if (entry === '') this.markerOwed = false;
     this.pub
       .telebridgeLivePublish(
         this.streamKey,
         this.latestKey,
         this.options.historyCount,
-        feedName(input.kind, input.device),
-        encodeEntry(input),
+        feed,
+        entry,
+        publisher,
       )
       .then(
         () => {
@@ -235,6 +275,7 @@ export class RedisLiveBroker implements LiveBroker {
   after(since: string, limit: number): readonly LiveEvent[] | 'gap' {
     const cursor = parseId(since);
     if (!cursor) return 'gap';
+    if (this.holeAt && compareIds(cursor, this.holeAt) < 0) return 'gap'; // events after it were lost
     if (since === this.lastId) return []; // nothing read after it yet
     if (this.history.size === 0) return this.floor && compareIds(cursor, this.floor) === 0 ? [] : 'gap';
     const newest = this.history.at(this.history.size - 1);
@@ -275,11 +316,17 @@ export class RedisLiveBroker implements LiveBroker {
     return () => this.listeners.delete(listener);
   }
 
+  onGap(listener: () => void): () => void {
+    this.gapListeners.add(listener);
+    return () => this.gapListeners.delete(listener);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.signalClosing();
     this.listeners.clear();
+    this.gapListeners.clear();
     this.reader.disconnect();
     this.pub.disconnect();
     await this.reading;
@@ -304,7 +351,8 @@ export class RedisLiveBroker implements LiveBroker {
     }
     const windowIds: string[] = [];
     for (const [id, fields] of tail.reverse()) {
-      const event = byId.get(id) ?? decodeEntry(id, fieldValue(fields));
+      if (this.follow(fieldValue(fields, 'p')) === 'repeat') continue; // where each publisher stands
+      const event = byId.get(id) ?? decodeEntry(id, fieldValue(fields, 'e'));
       if (!event) continue;
       byId.set(id, event);
       windowIds.push(id);
@@ -389,12 +437,15 @@ export class RedisLiveBroker implements LiveBroker {
     );
     this.history.clear();
     this.floor = undefined;
-    this.options.history?.breakContinuity();
+    this.lost(firstId);
   }
 
   private ingest(id: string, fields: string[]): void {
     this.lastId = id;
-    const event = decodeEntry(id, fieldValue(fields));
+    const order = this.follow(fieldValue(fields, 'p'));
+    if (order === 'repeat') return; // a publish resent after a reconnect, already read once
+    if (order === 'after-loss') this.lost(parseId(id));
+    const event = decodeEntry(id, fieldValue(fields, 'e'));
     if (!event) return;
     event.position = ++this.position;
     this.history.push(event);
@@ -403,8 +454,44 @@ export class RedisLiveBroker implements LiveBroker {
     for (const listener of this.listeners) listener(event);
   }
 
+  /**
+   * Follows a publisher's numbering (`<id>:<n>`). A publisher appends in order, so its numbers only
+   * grow along the stream: a skipped number is an event lost on the way (`after-loss`), a number
+   * seen already is a publish ioredis resent after a reconnect (`repeat`).
+   */
+  private follow(publisher: string): 'next' | 'after-loss' | 'repeat' {
+    const colon = publisher.lastIndexOf(':');
+    if (colon <= 0) return 'next'; // an entry of an older version: not numbered
+    const id = publisher.slice(0, colon);
+    const n = Number(publisher.slice(colon + 1));
+    const last = this.publishers.get(id);
+    if (last !== undefined && n <= last) return 'repeat';
+    this.publishers.delete(id); // re-inserted last: the map is in order of last use
+    this.publishers.set(id, n);
+    if (this.publishers.size > MAX_PUBLISHERS) this.publishers.delete(this.publishers.keys().next().value!);
+    return last !== undefined && n > last + 1 ? 'after-loss' : 'next';
+  }
+
+  /** Events before the entry `at` were lost: tell the listeners, and refuse resumes across it. */
+  private lost(at: StreamId | undefined): void {
+    if (at && (!this.holeAt || compareIds(at, this.holeAt) > 0)) this.holeAt = at;
+    // The history store too: a cursor from before the hole gets gap there as well.
+    this.options.history?.breakContinuity();
+    this.gaps++;
+    const now = Date.now();
+    if (now - this.gapLoggedAt > GAP_LOG_INTERVAL_MS) {
+      this.gapLoggedAt = now;
+      this.options.log.warn(
+        { gaps: this.gaps },
+        'live: events were lost between Redis and this instance (outage or failover); browsers get a gap and fresh snapshots',
+      );
+    }
+    for (const listener of this.gapListeners) listener();
+  }
+
   private drop(err: Error | undefined): void {
     this.dropped++;
+    this.markerOwed = true;
     if (this.dropLogged) return;
     this.dropLogged = true; // once per outage; RedisHealth logs the outage itself
     this.options.log.warn(
@@ -414,8 +501,8 @@ export class RedisLiveBroker implements LiveBroker {
   }
 }
 
-/** The value of field `e` of a stream entry (`[field, value, …]`). */
-function fieldValue(fields: string[]): string {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'e') return fields[i + 1]!;
+/** The value of a field of a stream entry (`[field, value, …]`). */
+function fieldValue(fields: string[], name: 'e' | 'p'): string {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]!;
   return '';
 }

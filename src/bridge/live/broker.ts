@@ -6,7 +6,9 @@
  *
  * Contract: `publish` assigns the next cursor and builds the message's JSON once; every `onMessage`
  * listener later receives the same `LiveEvent` (same bytes) in cursor order. An event is in `after()`
- * and `latest()` before any listener sees it.
+ * and `latest()` before any listener sees it. A broker that can lose events (Redis: an outage, a
+ * failover) never loses them silently: it calls its `onGap` listeners before the first event after
+ * the loss, and `after()` answers `'gap'` for a cursor from before it.
  */
 import type { StatusBody, TelemetryBody } from '../../../web/client/protocol.js';
 import { type FeedKind, type FeedPattern, feedName, patternMatches } from '../../feeds.js';
@@ -65,6 +67,11 @@ export interface LiveBroker {
   latest(patterns: readonly FeedPattern[]): LiveEvent[];
   /** Registers a listener for every published event; returns the unsubscribe function. */
   onMessage(listener: (event: LiveEvent) => void): () => void;
+  /**
+   * Registers a listener told when events were lost (before the first event after the loss; what
+   * `latest()` answers then is the state before it). The in-memory broker never loses any.
+   */
+  onGap(listener: () => void): () => void;
   close(): Promise<void>;
 }
 

@@ -35,6 +35,7 @@ export class LiveHub implements Sink, ClientRegistry {
   readonly broker: LiveBroker;
   private readonly clients = new Set<LiveClient>();
   private readonly stopFanOut: () => void;
+  private readonly stopGaps: () => void;
   private onEmpty: (() => void) | undefined;
 
   constructor(private readonly deps: LiveHubDeps) {
@@ -57,6 +58,10 @@ export class LiveHub implements Sink, ClientRegistry {
           log.error({ err }, 'live: delivery failed');
         }
       }
+    });
+    // Events lost on the way (cluster mode: a Redis outage or failover): every browser is told.
+    this.stopGaps = this.broker.onGap(() => {
+      for (const client of this.clients) client.session.interrupted();
     });
   }
 
@@ -125,6 +130,7 @@ export class LiveHub implements Sink, ClientRegistry {
   /** After the channel closed its clients: stops the fan-out and closes the live broker. */
   async close(): Promise<void> {
     this.stopFanOut();
+    this.stopGaps();
     await this.broker.close();
   }
 }

@@ -126,3 +126,40 @@ test('replay is paced by the buffer and resumes on onWritten; no duplicates with
   publish('b', 43);
   assert.deepEqual(transport.seqs().slice(-2), [42, 43]);
 });
+
+test('events lost by the broker: gap for each live subscription, fresh snapshots, stale conflated ones dropped', () => {
+  const { open, publish } = setup();
+  const { transport, session } = open();
+  session.subscribe('s1', ['telemetry/a'], undefined);
+  session.subscribe('s2', ['telemetry/b', 'telemetry/c'], undefined);
+  publish('a', 1);
+  publish('b', 2);
+  transport.buffered = 2000; // over the soft limit: the next one is conflated
+  publish('a', 3);
+  transport.buffered = 0;
+  transport.sent.length = 0;
+  session.interrupted();
+  const controls = transport.sent.filter((s) => s.control).map((s) => s.control);
+  assert.deepEqual(controls, [
+    { type: 'gap', id: 's1' },
+    { type: 'gap', id: 's2' },
+  ]);
+  const snapshots = transport.sent.filter((s) => s.event).map((s) => JSON.parse(String(s.bytes)));
+  assert.deepEqual(
+    snapshots.map((m) => [m.type, m.device, m.seq]),
+    [
+      ['snapshot', 'b', 2],
+      ['snapshot', 'a', 3],
+    ],
+  );
+  session.onWritten();
+  assert.equal(transport.seqs().length, 2, 'the conflated a:3 is not sent again after its snapshot');
+  session.unsubscribe('u', ['telemetry/a']);
+  transport.sent.length = 0;
+  session.interrupted();
+  assert.deepEqual(
+    transport.sent.filter((s) => s.control).map((s) => s.control),
+    [{ type: 'gap', id: 's2' }],
+    'an unsubscribed feed is not named',
+  );
+});

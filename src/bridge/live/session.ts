@@ -121,6 +121,8 @@ export interface HistoryRequest {
 export class LiveSession {
   /** Live filters: text as the client sent it → pattern. */
   private readonly filters = new Map<string, FeedPattern>();
+  /** Live filter text → the id of the `subscribe` that asked for it (a `gap` names it). */
+  private readonly subscriptionIds = new Map<string, string>();
   private readonly matchCache = new Map<string, boolean>();
   /** Conflated messages, newest per feed, in cursor order (delete before set keeps it). */
   private readonly pending = new Map<string, LiveEvent>();
@@ -200,7 +202,7 @@ export class LiveSession {
     }
     this.transport.sendControl({ type: 'subscribed', id, feeds });
     if (since === undefined && !window) {
-      this.activate(added);
+      this.activate(id, added);
       this.sendSnapshots([...added.values()]);
       return undefined;
     }
@@ -267,6 +269,7 @@ export class LiveSession {
     }
     for (const text of feeds as string[]) {
       this.filters.delete(text);
+      this.subscriptionIds.delete(text);
       this.replay?.filters.delete(text);
     }
     this.matchCache.clear();
@@ -281,6 +284,20 @@ export class LiveSession {
     if (this.transport.bufferedAmount() > this.limits.softLimitBytes / 2) return;
     if (this.replay) this.pumpReplay();
     if (this.pending.size > 0) this.flushPending();
+  }
+
+  /**
+   * The broker lost events (cluster mode: a Redis outage or failover): instead of a silent hole,
+   * `gap` for each live subscription, then fresh snapshots, as a resume from too old a cursor gets.
+   * Conflated messages still waiting are older than those snapshots: dropped. A replay in progress
+   * meets the loss itself (its next page is a `gap`).
+   */
+  interrupted(): void {
+    if (this.ended || this.filters.size === 0) return;
+    this.pending.clear();
+    this.pendingBytes = 0;
+    for (const id of new Set(this.subscriptionIds.values())) this.transport.sendControl({ type: 'gap', id });
+    this.sendSnapshots([...this.filters.values()]);
   }
 
   /** Ends the session without writing (the connection is gone or is being closed by the owner). */
@@ -308,8 +325,11 @@ export class LiveSession {
     return hit;
   }
 
-  private activate(added: Map<string, FeedPattern>): void {
-    for (const [text, pattern] of added) this.filters.set(text, pattern);
+  private activate(id: string, added: Map<string, FeedPattern>): void {
+    for (const [text, pattern] of added) {
+      this.filters.set(text, pattern);
+      this.subscriptionIds.set(text, id);
+    }
     this.matchCache.clear();
   }
 
@@ -363,7 +383,7 @@ export class LiveSession {
         // no event can fall between the last page and activation).
         this.replay = undefined;
         this.transport.sendControl({ type: 'replayed', id: replay.id, count: replay.count });
-        this.activate(replay.filters);
+        this.activate(replay.id, replay.filters);
         return;
       }
       this.sendReplayed(replay, page);
@@ -527,7 +547,7 @@ export class LiveSession {
   private gap(replay: Replay): void {
     this.replay = undefined;
     this.transport.sendControl({ type: 'gap', id: replay.id });
-    this.activate(replay.filters);
+    this.activate(replay.id, replay.filters);
     this.sendSnapshots([...replay.filters.values()]);
   }
 

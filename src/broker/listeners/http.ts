@@ -16,6 +16,7 @@ import websocketStream from 'websocket-stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Config } from '../../config.js';
 import { WsHeartbeat } from '../../ws-heartbeat.js';
+import { compactListeners } from '../aedes-internals.js';
 import type { Broker } from '../broker.js';
 import { webSocketSink } from '../guard.js';
 import type { ConnectionLimiter } from './connection-limiter.js';
@@ -58,6 +59,8 @@ function mqttOverWebSocket(
   // one frame per tick. `ws` is paused whenever the broker stops reading (a device over its publish
   // rate): websocket-stream alone would go on buffering every frame.
   broker.handle(stream, webSocketSink(ws, socket), 'ws', req, ws);
+  // Its listeners (websocket-stream's, the heartbeat's) as a fast table, not a dictionary.
+  compactListeners(ws);
 }
 
 /** An upgraded socket's 'error' listener: shared, so no closure keeps this scope (and `req`) alive. */
@@ -115,9 +118,8 @@ export async function startHttpListener(
       if (!offered.some((p) => (MQTT_SUBPROTOCOLS as readonly string[]).includes(p))) {
         return refuseUpgrade(socket, 400, 'Bad Request: subprotocol mqtt required');
       }
-      const release = limiter.admit(req.socket.remoteAddress);
-      if (!release) return refuseUpgrade(socket, 503, 'Service Unavailable');
-      socket.on('close', release);
+      if (!limiter.admit(socket, req.socket.remoteAddress))
+        return refuseUpgrade(socket, 503, 'Service Unavailable');
       wss.handleUpgrade(req, socket, head, (ws) => mqttOverWebSocket(broker, heartbeat, ws, socket, req));
       return;
     }

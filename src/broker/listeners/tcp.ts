@@ -26,13 +26,10 @@ export async function startMqttListener(
   limiter: ConnectionLimiter,
 ): Promise<Server> {
   const onSocket = (socket: Socket) => {
-    const release = limiter.admit(socket.remoteAddress);
-    if (!release) {
+    if (!limiter.admit(socket, socket.remoteAddress)) {
       socket.destroy();
       return;
     }
-    // `on`, not `once`: a socket closes once, and `once` allocates a wrapper per connection.
-    socket.on('close', release);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, TCP_KEEPALIVE_DELAY_MS);
     broker.handleSocket(socket, kind);
