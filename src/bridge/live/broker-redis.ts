@@ -349,8 +349,12 @@ export class RedisLiveBroker implements LiveBroker {
       const event = space > 0 ? decodeEntry(value.slice(0, space), value.slice(space + 1)) : undefined;
       if (event) byId.set(event.cursor, event);
     }
+    // Resuming the history store: the window stops at what it holds; the reader streams the rest
+    // (and follows its publishers' numbers then: followed here too, they would be read as repeats).
+    const resume = await this.resumePoint();
     const windowIds: string[] = [];
     for (const [id, fields] of tail.reverse()) {
+      if (resume && compareIds(parseId(id)!, resume) > 0) break;
       if (this.follow(fieldValue(fields, 'p')) === 'repeat') continue; // where each publisher stands
       const event = byId.get(id) ?? decodeEntry(id, fieldValue(fields, 'e'));
       if (!event) continue;
@@ -362,12 +366,7 @@ export class RedisLiveBroker implements LiveBroker {
       event.position = ++this.position;
       rememberLatest(this.latestByFeed, event.feed, event, this.maxFeeds);
     }
-    // Resuming the history store: the window stops at what it holds; the reader streams the rest.
-    const resume = await this.resumePoint();
-    for (const id of windowIds) {
-      if (resume && compareIds(parseId(id)!, resume) > 0) break;
-      this.history.push(byId.get(id)!);
-    }
+    for (const id of windowIds) this.history.push(byId.get(id)!);
     const newest = this.history.size > 0 ? this.history.at(this.history.size - 1).cursor : undefined;
     if (resume) {
       this.lastId = this.options.history!.resumeAfter!;
