@@ -23,12 +23,16 @@
  *
  *   npm run build && node dist/bench/history-store.js
  *   # DEVICES=1000 OTHER_PERIOD_S=10 HOURS=24 APPEND_EVENTS=1000000 RATE=100000 QUERIES=20 RESUMERS=1000
+ *
+ * `fillDay` also prepares the store of `npm run bench`'s history-query scenario (bench/scenarios/
+ * history.ts), which asks a running bridge the same 24 h question over `/api/history`.
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 import { BatchEncoder, type HistoryInput } from '../src/bridge/history/codec.js';
 import type { BucketSeries } from '../src/bridge/history/downsample.js';
 import { HistoryEngine } from '../src/bridge/history/engine.js';
@@ -52,7 +56,7 @@ const TARGET_COST_PERCENT = 10;
 
 const T0 = Date.UTC(2026, 10, 26);
 const DAY = HOURS * 3_600_000;
-const deviceName = (i: number) => `dev-${String(i).padStart(4, '0')}`;
+export const deviceName = (i: number) => `dev-${String(i).padStart(4, '0')}`;
 const MiB = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
@@ -62,8 +66,7 @@ function telemetry(device: string, major: number, time: number): HistoryInput {
     humidity: 40 + (major % 13),
     pressure_hpa: 1013.2 - (major % 5) / 10,
   };
-  const body = JSON.stringify({ seq: major, time, values, labels: {} });
-  return { kind: 'telemetry', device, key: { major, minor: 0 }, time, body, values };
+  return { kind: 'telemetry', device, key: { major, minor: 0 }, time, seq: major, values, labels: {} };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -110,7 +113,7 @@ async function appendCost(dir: string): Promise<Record<string, number | string>>
   });
   const workerTids = [...threadCpuMs().keys()].filter((tid) => !before.has(tid));
   const mainTid = String(process.pid);
-  // Events built before timing, as the broker would hand them over (it builds the body anyway).
+  // Events' fields built before timing, as the broker hands them over.
   const templates = Array.from({ length: 1000 }, (_, i) => telemetry(deviceName(i), i, T0 + i));
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
@@ -132,8 +135,9 @@ async function appendCost(dir: string): Promise<Record<string, number | string>>
         device: t.device,
         key: { major: k++, minor: 0 },
         time: t.time,
-        body: t.body,
+        seq: t.seq!,
         values: t.values!,
+        labels: t.labels!,
       });
     }
     appendMs += performance.now() - start;
@@ -183,9 +187,22 @@ async function appendCost(dir: string): Promise<Record<string, number | string>>
   };
 }
 
-async function fillDay(
-  dir: string,
+export interface FillOptions {
+  readonly dir: string;
+  /** Devices: device 0 at 1 Hz, the others every `otherPeriodS` seconds. */
+  readonly devices: number;
+  readonly otherPeriodS: number;
+  readonly hours: number;
+  /** When the (virtual) day starts, Unix ms. */
+  readonly start: number;
+}
+
+/** Writes `hours` of history through the engine on a virtual clock (partitions sealed as in real time). */
+export async function fillDay(
+  o: FillOptions,
 ): Promise<{ result: Record<string, number | string>; lastKey: HistoryKey }> {
+  const { dir, devices: DEVICES, otherPeriodS: OTHER_PERIOD_S, hours: HOURS, start: T0 } = o;
+  const DAY = HOURS * 3_600_000;
   let now = T0;
   const clock = () => now;
   const { engine, info } = await HistoryEngine.open({
@@ -388,7 +405,13 @@ async function main(): Promise<void> {
 
     console.log(`### 2. ${HOURS} h of history\n`);
     const dir = join(root, 'day');
-    const { result: fill } = await fillDay(dir);
+    const { result: fill } = await fillDay({
+      dir,
+      devices: DEVICES,
+      otherPeriodS: OTHER_PERIOD_S,
+      hours: HOURS,
+      start: T0,
+    });
     console.log(keyValues(fill), '\n');
 
     const end = T0 + DAY;
@@ -443,4 +466,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// A script when run directly; a library for bench/scenarios/history.ts.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

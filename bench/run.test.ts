@@ -44,7 +44,7 @@ for (const [label, entry] of Object.entries(ENTRIES)) {
       [['--bogus'], 'bench: unknown option --bogus (see --help)'],
       [
         ['--only', 'nope'],
-        'bench: unknown scenario nope; known: ingest, spool-ingest, mqtt-fanout, live-fanout, live-fanout-scale, idle, storm (see --help)',
+        'bench: unknown scenario nope; known: ingest, spool-ingest, mqtt-fanout, live-fanout, live-fanout-scale, idle, storm, history-ingest, history-query, history-resume (see --help)',
       ],
     ] as const) {
       const err = (await run(process.execPath, [...entry, ...args], { timeout: 20_000 }).then(

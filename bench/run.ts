@@ -25,6 +25,7 @@ import { round } from './lib/stats.js';
 import { nodeScript, pinning, versions } from './lib/suts.js';
 import { scaleFanout } from './scale-fanout.js';
 import { idle, storm } from './scenarios/connections.js';
+import { historyIngest, historyQuery, historyResume } from './scenarios/history.js';
 import { ingest } from './scenarios/ingest.js';
 import { liveFanout } from './scenarios/live-fanout.js';
 import { mqttFanout } from './scenarios/mqtt-fanout.js';
@@ -47,6 +48,9 @@ export const SCENARIOS: readonly Scenario[] = [
   liveFanoutScale,
   idle,
   storm,
+  historyIngest,
+  historyQuery,
+  historyResume,
 ];
 
 /** bench/results of the repository, from the source tree or from dist/. */

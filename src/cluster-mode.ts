@@ -4,11 +4,14 @@
  * (broker/cluster.ts) and the live stream (bridge/live/broker-redis.ts) — all watched by one
  * `RedisHealth` (redis.ts).
  */
-import { RedisLiveBroker } from './bridge/live/broker-redis.js';
+import { RedisLiveBroker, type StreamHistory } from './bridge/live/broker-redis.js';
 import { type AedesCluster, openAedesCluster } from './broker/cluster.js';
 import type { Logger } from './log.js';
 import { RedisHealth } from './redis.js';
-import { describeTarget, type RedisTarget } from './redis-target.js';
+import { describeTarget, type RedisTarget, redactUrl } from './redis-target.js';
+
+/** The live stream's key (RedisLiveBroker's default prefix). */
+const LIVE_STREAM_KEY = 'telebridge:live:stream';
 
 /** Everything cluster mode adds to one bridge instance. */
 export interface ClusterMode {
@@ -33,6 +36,8 @@ export async function openClusterMode(
   target: RedisTarget,
   live: { readonly historyCount: number; readonly historyBytes: number },
   log: Logger,
+  /** The history store, fed by the live stream's reader from its first read on. */
+  history?: StreamHistory,
 ): Promise<ClusterMode> {
   const health = new RedisHealth(log);
   try {
@@ -43,6 +48,7 @@ export async function openClusterMode(
       log,
       historyCount: live.historyCount,
       historyBytes: live.historyBytes,
+      ...(history ? { history } : {}),
     });
     log.info(
       { redis: describeTarget(target) },
@@ -64,4 +70,9 @@ export async function openClusterMode(
     health.close();
     throw err;
   }
+}
+
+/** The live stream's key and Redis, as the history store names its key space (a change empties it). */
+export function liveStreamIdentity(url: string): string {
+  return `${redactUrl(url)} ${LIVE_STREAM_KEY}`;
 }

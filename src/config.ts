@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { readAclFile } from './auth/acl-file.js';
+import { parseDuration } from './duration.js';
 import { ConfigError } from './errors.js';
 import { DEFAULT_SENTINEL_NAME, type RedisTarget } from './redis-target.js';
 import { isValidFilter } from './topics.js';
@@ -66,6 +67,23 @@ const list = () =>
         .map((o) => o.trim())
         .filter(Boolean),
     );
+
+/** A duration (`24h`, `90m`, `7d`; see duration.ts) → ms, at least `minMs` unless 0 where zero is allowed. */
+const duration = (fallback: string, minMs: number, zero: boolean) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === undefined || (ms < minMs && !(zero && ms === 0))) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration of at least ${minMs / 1000} s: a whole number and ms, s, m, h or d (e.g. 24h)${zero ? ', or 0' : ''}`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    });
 
 const TYPE_RE = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
@@ -314,6 +332,21 @@ const configSchema = z
       burst: env('BRIDGE_LIVE_BURST', int(1).default(50)),
       /** Allowed `Origin`s for /live and /live/sse, comma-separated; empty = any. */
       allowedOrigins: env('BRIDGE_ALLOWED_ORIGINS', list()),
+    }),
+    history: z.object({
+      /**
+       * How long readings are kept on disk for charts, /api/history and /live resumes (by arrival;
+       * a duration); 0 = no history store.
+       */
+      retentionMs: env('BRIDGE_HISTORY_RETENTION', duration('24h', 60_000, true)),
+      /** Disk the history store may use, bytes (journals and series files); the oldest hours go first. */
+      maxBytes: env('BRIDGE_HISTORY_MAX_BYTES', int(16_777_216).default(2_147_483_648)),
+      /** Its directory; unset = `<BRIDGE_DATA_DIR>/history`. */
+      dir: env('BRIDGE_HISTORY_DIR', path()),
+      /** Longest window one history read may span (/live `history`, /api/history). */
+      maxWindowMs: env('BRIDGE_HISTORY_MAX_WINDOW', duration('31d', 1000, false)),
+      /** Read windows older than the store holds back from InfluxDB (`/query`, InfluxQL) when INFLUX_URL is set. */
+      influx: env('BRIDGE_HISTORY_INFLUX', onOff('on')),
     }),
     redis: redisSchema,
   })

@@ -17,7 +17,12 @@ export const ERROR_CODES = {
   historyRange: 'E_HISTORY_RANGE',
   /** A history query over a limit (window, points, readings). */
   historyLimit: 'E_HISTORY_LIMIT',
+  /** No history on this bridge: BRIDGE_HISTORY_RETENTION=0 and no InfluxDB to read. */
+  historyOff: 'E_HISTORY_OFF',
+  /** No token, or one that is malformed, expired or revoked (HTTP 401). */
   token: 'E_TOKEN',
+  /** The token does not allow what was asked (a device outside its feeds; HTTP 403). */
+  forbidden: 'E_FORBIDDEN',
   usage: 'E_USAGE',
   /** An installed Aedes (or relay) lacks an internal the broker relies on (aedes-internals.ts). */
   internals: 'E_INTERNALS',

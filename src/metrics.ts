@@ -101,6 +101,21 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'Open browser connections on /live and /live/sse.',
       registers,
     }),
+    historyBytes: new Gauge({
+      name: 'bridge_history_bytes',
+      help: 'Bytes the history store uses on disk (journals and series files).',
+      registers,
+    }),
+    historyEvents: new Gauge({
+      name: 'bridge_history_events',
+      help: 'Readings and status changes the history store holds.',
+      registers,
+    }),
+    historyDropped: new Counter({
+      name: 'bridge_history_dropped_total',
+      help: 'Streamed events left out of history (the disk could not keep up, or the store failed); a resume across them gets gap.',
+      registers,
+    }),
     e2eLatency: new Histogram({
       name: 'bridge_e2e_latency_seconds',
       help: 'From the sample time set by the device to fan-out to live clients.',

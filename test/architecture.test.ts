@@ -97,7 +97,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   'src/bridge/storage': ['src/bridge'],
   'src/bridge/history': ['src/bridge'],
   // web/client/protocol.ts: the /live messages, defined once for the server and the browser client.
-  'src/bridge/live': ['src/bridge', 'src/auth', 'web'],
+  // The live channel feeds the history store and reads it (resumes, history windows, /api/history).
+  'src/bridge/live': ['src/bridge', 'src/auth', 'src/bridge/history', 'web'],
   'src/app': ['*'],
   'src/cli': ['*'],
 };

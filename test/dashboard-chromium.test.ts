@@ -1,7 +1,9 @@
 // The dashboard in real headless Chromium (issue 3 point 9): a full bridge, one simulated device
 // publishing over MQTT, the page shows the device and its chart moving; then the bridge restarts on
 // the same ports and the page recovers by itself (stale, then live again, chart moving) with no
-// reload. Screenshots go to test-artifacts/ (gitignored).
+// reload. History (issue 15 point 4): the device sent an hour of readings before the page opened,
+// and the chart opens on that hour at once (1 h / 6 h / 24 h selectable), then moves live; a page
+// opened after the restart shows the hour again. Screenshots go to test-artifacts/ (gitignored).
 import assert from 'node:assert/strict';
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +14,7 @@ import { FileRegistry } from '../src/auth/registry-file.js';
 import { openTokenService } from '../src/auth/tokens.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
+import { connectMqtt, encodeTelemetry, publishAcked } from './support/bridge.js';
 import { artifactPath, chromiumBinary, launchChromium } from './support/chromium.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
@@ -38,15 +41,19 @@ describe('dashboard in Chromium', { skip: binary.skip }, () => {
     LOG_LEVEL: 'warn',
   });
 
-  /** The chart's newest x (Unix s) and its point count, read from the data attributes the page keeps. */
-  async function chart(): Promise<{ points: number; lastTime: number }> {
-    const box = page.locator('.chart[data-metric]').first();
-    if ((await box.count()) === 0) return { points: 0, lastTime: 0 };
+  /** The chart's oldest and newest x (Unix s) and its point count, from the data attributes the page keeps. */
+  async function chart(on = page): Promise<{ points: number; firstTime: number; lastTime: number }> {
+    const box = on.locator('.chart[data-metric]').first();
+    if ((await box.count()) === 0) return { points: 0, firstTime: 0, lastTime: 0 };
     return {
       points: Number((await box.getAttribute('data-points')) ?? 0),
+      firstTime: Number((await box.getAttribute('data-first-time')) ?? 0),
       lastTime: Number((await box.getAttribute('data-last-time')) ?? 0),
     };
   }
+  let token = '';
+  /** When the page was first opened, Unix s: the hour of history before it. */
+  let openedAt = 0;
   const badge = () => page.locator('#state').getAttribute('data-state');
 
   before(async () => {
@@ -54,8 +61,21 @@ describe('dashboard in Chromium', { skip: binary.skip }, () => {
     dir = tempDir('dash-chromium');
     const registry = await FileRegistry.open(dir);
     const secret = await registry.addDevice('sim-1');
-    const { token } = await (await openTokenService(dir)).create({ feeds: ['telemetry/+', 'status/+'] });
+    token = (await (await openTokenService(dir)).create({ feeds: ['telemetry/+', 'status/+'] })).token;
     bridge = await startBridge(loadConfig(env()), { log });
+    // The bridge ran before the page opened: an hour of readings, one every 10 s.
+    const now = Date.now();
+    const past = await connectMqtt(`mqtt://127.0.0.1:${bridge.ports.mqtt}`, {
+      clientId: 'sim-1',
+      username: 'sim-1',
+      password: secret,
+    });
+    const samples = Array.from({ length: 360 }, (_, i) => ({
+      time_unix_ms: now - 3_600_000 + 5000 + i * 10_000,
+      values: { temperature_c: 20 + (i % 60) / 10 },
+    }));
+    await publishAcked(past, 'devices/sim-1/telemetry', encodeTelemetry('sim-1', 1, samples));
+    past.end(true);
     device = new SimDevice({
       id: 'sim-1',
       secret,
@@ -67,6 +87,7 @@ describe('dashboard in Chromium', { skip: binary.skip }, () => {
     browser = await launchChromium(binary.path!);
     page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
     page.on('pageerror', (err) => pageErrors.push(err.message));
+    openedAt = Date.now() / 1000;
     await page.goto(`http://127.0.0.1:${bridge.ports.http}/?token=${encodeURIComponent(token)}`);
   });
 
@@ -75,6 +96,30 @@ describe('dashboard in Chromium', { skip: binary.skip }, () => {
     await device?.stop();
     await bridge?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("opens on the last hour at once, from the bridge's history; 1 h / 6 h / 24 h selectable", async () => {
+    const opened = await waitFor(
+      'the chart to show the hour before the page opened',
+      async () => {
+        const c = await chart();
+        return c.points >= 300 && c.firstTime <= openedAt - 50 * 60 ? c : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+    assert.ok(opened.lastTime >= openedAt - 60, 'up to now');
+    assert.match(String(await page.locator('#history-note').textContent()), /^last 1h: \d+ points/);
+    assert.equal(await page.locator('#range button[data-range="1h"]').getAttribute('aria-pressed'), 'true');
+    await page.screenshot({ path: artifactPath('dashboard-chromium-history.png') });
+    await page.locator('#range button[data-range="6h"]').click();
+    await waitFor('the 6 h window', async () =>
+      /^last 6h: /.test(String(await page.locator('#history-note').textContent())),
+    );
+    assert.ok((await chart()).firstTime <= openedAt - 50 * 60, 'the hour is still there');
+    await page.locator('#range button[data-range="1h"]').click();
+    await waitFor('back to 1 h', async () =>
+      /^last 1h: /.test(String(await page.locator('#history-note').textContent())),
+    );
   });
 
   it('shows the device online and its chart moving', async () => {
@@ -130,5 +175,26 @@ describe('dashboard in Chromium', { skip: binary.skip }, () => {
     await page.screenshot({ path: shot });
     assert.ok(statSync(shot).size > 10_000, 'a real screenshot');
     assert.deepEqual(pageErrors, []);
+  });
+
+  it('after the restart, a page opened anew shows the hour again (the history survived)', async () => {
+    assert.ok(bridge && browser);
+    const fresh = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    fresh.on('pageerror', (err) => pageErrors.push(err.message));
+    try {
+      await fresh.goto(`http://127.0.0.1:${bridge.ports.http}/?token=${encodeURIComponent(token)}`);
+      const c = await waitFor(
+        'the hour in the fresh page',
+        async () => {
+          const now = await chart(fresh);
+          return now.points >= 300 && now.firstTime <= openedAt - 50 * 60 ? now : undefined;
+        },
+        { timeoutMs: 15_000 },
+      );
+      assert.ok(c.lastTime > openedAt, 'and the readings since');
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await fresh.close();
+    }
   });
 });

@@ -65,4 +65,28 @@ describe('dashboard chart history', () => {
     assert.equal(d?.series.has('c'), false);
     assert.equal(d?.version, 4);
   });
+
+  it('a history answer replaces the live points inside its window, bucketed ones included, and keeps later ones', () => {
+    const h = new HistoryStore();
+    // Live samples at 61 s and 65 s are in the answer's second bucket [60 s, 120 s); 130 s came after it.
+    for (const [ms, v] of [
+      [61_000, 1],
+      [65_000, 3],
+      [130_000, 7],
+    ] as const)
+      h.add('d', ms, { a: v });
+    h.load({
+      device: 'd',
+      from: 0,
+      to: 120_000,
+      step: 60_000,
+      t: [0, 60_000],
+      series: { a: { mean: [5, 2], min: [5, 1], max: [5, 3], count: [1, 2] } },
+      status: [],
+    });
+    const d = h.get('d');
+    assert.deepEqual(d?.times, [0, 60, 130], 'each reading once: its bucket, or live after the window');
+    assert.deepEqual(d?.series.get('a'), [5, 2, 7]);
+    assert.equal(d?.liveSinceLoad, 0);
+  });
 });

@@ -118,7 +118,9 @@ describe('dashboard with 1,000 devices in Chromium', { skip: binary.skip }, () =
         hub.publishStatus({ deviceId: id, state: 'online', firmware: '1.0.0', time: base });
         return;
       }
-      const time = base + round * 1000;
+      // 10 s apart: wider than a bucket of the 1 h chart's history (3,600 s ÷ 599 ≈ 6 s), so each
+      // reading is one point of the chart whether it comes back from the history or live.
+      const time = base + round * 10_000;
       hub.publishTelemetry({
         deviceId: id,
         seq: round,

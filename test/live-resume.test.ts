@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { type LiveServer, LiveTestClient, reading, startLiveServer } from './support/live-client.js';
+import { type LiveServer, LiveTestClient, reading, readSse, startLiveServer } from './support/live-client.js';
 import { waitEvent, waitFor } from './support/wait.js';
 
 describe('resume over WebSocket', () => {
@@ -105,42 +105,6 @@ describe('resume over WebSocket', () => {
     c.close();
   });
 });
-
-/** Reads SSE events from a GET, parsed into { id, data } until `count` data events arrived. */
-async function readSse(
-  url: string,
-  headers: Record<string, string>,
-  count: number,
-): Promise<{ status: number; events: { id: string | undefined; data: Record<string, unknown> }[] }> {
-  const req = request(url, { headers });
-  req.end();
-  const [res] = (await waitEvent(req, 'response')) as [import('node:http').IncomingMessage];
-  if (res.statusCode !== 200) {
-    res.resume();
-    return { status: res.statusCode ?? 0, events: [] };
-  }
-  assert.match(String(res.headers['content-type']), /^text\/event-stream/);
-  res.setEncoding('utf8');
-  let buffer = '';
-  const events: { id: string | undefined; data: Record<string, unknown> }[] = [];
-  res.on('data', (chunk: string) => {
-    buffer += chunk;
-    for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let id: string | undefined;
-      let data: string | undefined;
-      for (const line of block.split('\n')) {
-        if (line.startsWith('id: ')) id = line.slice(4);
-        else if (line.startsWith('data: ')) data = line.slice(6);
-      }
-      if (data !== undefined) events.push({ id, data: JSON.parse(data) });
-    }
-  });
-  await waitFor(`${count} SSE events`, () => events.length >= count);
-  req.destroy();
-  return { status: 200, events };
-}
 
 describe('Server-Sent Events', () => {
   let server: LiveServer;

@@ -32,7 +32,7 @@ export function profileDirFor(options: ScenarioOptions, group: string, sut: stri
 }
 
 /** What "one unit of work" is in a row's CPU figure. */
-export type WorkUnit = 'msg' | 'delivery' | 'connection';
+export type WorkUnit = 'msg' | 'delivery' | 'connection' | 'query';
 
 /** One row of the results: one system under test in one scenario variant. */
 export interface ScenarioResult {

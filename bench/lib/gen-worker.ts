@@ -12,12 +12,14 @@
  *   dropped (a broker dropping a subscriber that fell behind).
  * - `hold`: idle connections; with `reconnect`, each reconnects after its server went away (storm).
  * - `live`: /live browsers (JSON over WebSocket); latency from the message's `seq` stamp.
+ * - `resume`: /live browsers that were away, all resuming at once from a cursor (history, issue 15);
+ *   latency = start to each browser's `replayed`.
  * - `sio`: Socket.IO browsers as raw Engine.IO 4 WebSocket clients; `sio-rate`: Socket.IO devices.
  *   Both browser kinds are raw `net` WebSocket clients (live-browsers.ts, raw-ws.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { type Conn, loopbackAddress, mapLimit, mqttSession } from './conn.js';
-import { liveBrowsers, sioBrowsers, sioSocket } from './live-browsers.js';
+import { liveBrowsers, resumeBrowsers, sioBrowsers, sioSocket } from './live-browsers.js';
 import {
   connectPacket,
   DISCONNECT,
@@ -147,7 +149,7 @@ async function rate(p: Extract<WorkerTask, { task: 'rate' }>): Promise<Running> 
     start() {
       const t0 = performance.now();
       timer = setInterval(() => {
-        const due = Math.floor(((performance.now() - t0) / 1000) * p.rate);
+        const due = Math.min(Math.floor(((performance.now() - t0) / 1000) * p.rate), p.total ?? Infinity);
         while (sent < due) {
           const d = devices[sent % devices.length]!;
           const id = d.nextId;
@@ -158,6 +160,7 @@ async function rate(p: Extract<WorkerTask, { task: 'rate' }>): Promise<Running> 
         }
       }, 1);
     },
+    progress: () => acked,
     async stop() {
       clearInterval(timer);
       return { sent, acked };
@@ -324,6 +327,7 @@ const TASKS = {
   subscribe,
   hold,
   live: liveBrowsers,
+  resume: resumeBrowsers,
   sio: sioBrowsers,
   'sio-rate': sioRate,
 } as const;

@@ -7,7 +7,7 @@
 import { constants, inflateRawSync } from 'node:zlib';
 import type { Target } from './conn.js';
 import { loopbackAddress, mapLimit } from './conn.js';
-import { type FrameHandler, jsonNumberAfter, type RawWs, rawWebSocket } from './raw-ws.js';
+import { type FrameHandler, jsonNumberAfter, type RawWs, type RawWsOptions, rawWebSocket } from './raw-ws.js';
 import { LatencyRecorder } from './stats.js';
 import type { WorkerResult, WorkerTask } from './worker-protocol.js';
 
@@ -22,6 +22,10 @@ export interface BrowserTask {
 const CONNECT_CONCURRENCY = 64;
 const SEQ_KEY = Buffer.from('"seq":');
 const SUBSCRIBED = Buffer.from('"type":"subscribed"');
+const TELEMETRY_START = Buffer.from('{"type":"telemetry"');
+const REPLAYED_START = Buffer.from('{"type":"replayed"');
+const GAP_START = Buffer.from('{"type":"gap"');
+const COUNT_KEY = Buffer.from('"count":');
 const ERROR = Buffer.from('"type":"error"');
 /** `performance.now()` → epoch µs, the clock of `nowMicros()` (the devices' stamps). */
 const originMicros = performance.timeOrigin * 1000;
@@ -84,11 +88,7 @@ export async function liveBrowsers(p: Extract<WorkerTask, { task: 'live' }>): Pr
       });
       const ws = await rawWebSocket(
         {
-          host: p.target.host,
-          port: p.target.port,
-          path: `/live?token=${encodeURIComponent(p.token)}`,
-          protocol: 'telemetry.v1.json',
-          localAddress: loopbackAddress(i),
+          ...liveOptions(p.target, p.token, i),
           offerDeflate: p.deflate === true,
         },
         (raw, rawStart, rawEnd, now, compressed) => {
@@ -175,4 +175,73 @@ export async function sioBrowsers(p: Extract<WorkerTask, { task: 'sio' }>): Prom
     (i) => sioSocket(p.target, 'browser', r.onFrame, loopbackAddress(i)),
   );
   return r.task(sockets);
+}
+
+/** Browser `i`'s connection to `/live` with `token` (its own loopback source address). */
+function liveOptions(target: Target, token: string, i: number): RawWsOptions {
+  return {
+    host: target.host,
+    port: target.port,
+    path: `/live?token=${encodeURIComponent(token)}`,
+    protocol: 'telemetry.v1.json',
+    localAddress: loopbackAddress(i),
+  };
+}
+
+/** True when the frame at `start` begins with `prefix`. */
+function startsWith(buf: Buffer, start: number, end: number, prefix: Buffer): boolean {
+  return (
+    end - start >= prefix.length && buf.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0
+  );
+}
+
+/**
+ * Browsers that were away (issue 15): connected beforehand; at `start` every one subscribes to its
+ * feed with `since` at once and counts the readings it gets until `replayed` (or `gap`). A browser
+ * is exact when it got `expectedEach` readings and `replayed` says the same count.
+ */
+export async function resumeBrowsers(p: Extract<WorkerTask, { task: 'resume' }>): Promise<BrowserTask> {
+  const rec = new LatencyRecorder();
+  let t0 = 0;
+  let received = 0;
+  let done = 0;
+  let gaps = 0;
+  let exact = 0;
+  const browsers = await mapLimit(p.feeds, CONNECT_CONCURRENCY, async (feed, i) => {
+    let count = 0;
+    let finished = false;
+    const ws = await rawWebSocket(
+      liveOptions(p.target, p.token, i),
+      (buf, start, end, now) => {
+        if (finished) return;
+        if (startsWith(buf, start, end, TELEMETRY_START)) {
+          count++;
+          received++;
+        } else if (startsWith(buf, start, end, REPLAYED_START)) {
+          finished = true;
+          done++;
+          rec.add(now - t0);
+          if (count === p.expectedEach && jsonNumberAfter(buf, start, end, COUNT_KEY) === count) exact++;
+        } else if (startsWith(buf, start, end, GAP_START)) {
+          finished = true;
+          gaps++;
+        }
+      },
+      () => {},
+    );
+    return { ws, feed };
+  });
+  return {
+    start() {
+      t0 = performance.now();
+      for (const b of browsers) {
+        b.ws.send(JSON.stringify({ type: 'subscribe', id: 'r', feeds: [b.feed], since: p.since }));
+      }
+    },
+    progress: () => done + gaps,
+    stop: async () => ({ latency: rec.snapshot(), received, done, gaps, exact }),
+    close: async () => {
+      for (const b of browsers) b.ws.terminate();
+    },
+  };
 }

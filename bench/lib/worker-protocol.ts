@@ -15,7 +15,16 @@ export type WorkerTask =
       baseTimeMs: number;
       spreadAddresses?: boolean;
     }
-  | { task: 'rate'; transport: Transport; target: Target; devices: string[]; rate: number; qos?: 0 | 1 }
+  | {
+      task: 'rate';
+      transport: Transport;
+      target: Target;
+      devices: string[];
+      rate: number;
+      qos?: 0 | 1;
+      /** Stop after this many messages (round-robin, so each device sends total / devices). */
+      total?: number;
+    }
   | { task: 'subscribe'; transport: Transport; target: Target; clients: string[]; topic: string }
   | {
       task: 'hold';
@@ -27,6 +36,17 @@ export type WorkerTask =
     }
   | { task: 'live'; target: Target; count: number; token: string; feeds: string[]; deflate?: boolean }
   | { task: 'sio'; target: Target; count: number }
+  | {
+      /** /live browsers that were away: at `start` each subscribes to its feed with `since`. */
+      task: 'resume';
+      target: Target;
+      token: string;
+      /** One feed a browser. */
+      feeds: string[];
+      since: string;
+      /** Readings each browser missed (its count must match). */
+      expectedEach: number;
+    }
   | { task: 'sio-rate'; target: Target; devices: string[]; rate: number };
 
 export interface WorkerResult {
@@ -44,4 +64,8 @@ export interface WorkerResult {
   lastConnectAt?: number;
   attempts?: number;
   errors?: string[];
+  /** resume: browsers whose `replayed` arrived, those that got `gap`, and those whose count was exact. */
+  done?: number;
+  gaps?: number;
+  exact?: number;
 }

@@ -120,7 +120,11 @@ export const ingest: Scenario = {
   },
 };
 
-async function runOne(
+/**
+ * One row: closed-loop QoS 1 load on `sut` for `seconds`; with `storage`, the window lasts until every
+ * acknowledged point is in InfluxDB (also the history scenario's store-on/off rounds).
+ */
+export async function runOne(
   ctx: BenchContext,
   sut: Sut,
   name: string,

@@ -10,6 +10,7 @@
  * latency includes the hop through Redis.
  */
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { withAuth } from '../../src/cli/auth.js';
 import { freePort, tempDir } from '../../test/support/services.js';
 import {
@@ -74,7 +75,11 @@ export const liveFanout: Scenario & {
             ports: { mqtt: await freePort(), http: await freePort() },
             dataDir,
             cpuProfDir: profileDirFor(options, group, name),
-            env: options.redisUrl ? { REDIS_URL: options.redisUrl } : {},
+            // One data dir (token key) for every instance; each its own history store.
+            env: {
+              ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
+              BRIDGE_HISTORY_DIR: join(dataDir, `history-${i}`),
+            },
           }),
         );
       }

@@ -3,8 +3,9 @@
  * loopback port (no MQTT broker needed; tests feed it with publishTelemetry/publishStatus), and a
  * `ws` client that queues every JSON object it receives.
  */
+import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -17,7 +18,7 @@ import { type Config, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { tempDir } from './services.js';
-import { waitEvent } from './wait.js';
+import { waitEvent, waitFor } from './wait.js';
 
 export interface LiveServer {
   readonly config: Config;
@@ -196,4 +197,53 @@ export function reading(
   time = Date.now(),
 ): Reading {
   return { deviceId, seq, samples: [{ time, values, labels: {} }], receivedAt: Date.now() };
+}
+
+export interface SseEvent {
+  readonly id: string | undefined;
+  readonly data: Record<string, unknown>;
+}
+
+/**
+ * Reads SSE events from a GET, parsed into { id, data }, until `until` data events arrived (or
+ * `until(events)` is true); then closes the stream. A refused request gives its status and no events.
+ */
+export async function readSse(
+  url: string,
+  headers: Record<string, string>,
+  until: number | ((events: readonly SseEvent[]) => boolean),
+  timeoutMs = 10_000,
+): Promise<{ status: number; events: SseEvent[] }> {
+  const req = request(url, { headers });
+  req.end();
+  const [res] = (await waitEvent(req, 'response')) as [IncomingMessage];
+  if (res.statusCode !== 200) {
+    res.resume();
+    return { status: res.statusCode ?? 0, events: [] };
+  }
+  assert.match(String(res.headers['content-type']), /^text\/event-stream/);
+  res.setEncoding('utf8');
+  let buffer = '';
+  const events: SseEvent[] = [];
+  res.on('data', (chunk: string) => {
+    buffer += chunk;
+    for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let id: string | undefined;
+      let data: string | undefined;
+      for (const line of block.split('\n')) {
+        if (line.startsWith('id: ')) id = line.slice(4);
+        else if (line.startsWith('data: ')) data = line.slice(6);
+      }
+      if (data !== undefined) events.push({ id, data: JSON.parse(data) });
+    }
+  });
+  const done = typeof until === 'number' ? () => events.length >= until : () => until(events);
+  try {
+    await waitFor('SSE events', done, { timeoutMs });
+  } finally {
+    req.destroy();
+  }
+  return { status: 200, events };
 }

@@ -32,6 +32,7 @@ import type {
   ErrorMessage,
   Feed,
   GapMessage,
+  HistoryMessage,
   ReplayedMessage,
   ServerMessage,
   SnapshotMessage,
@@ -81,6 +82,8 @@ export interface LiveClientEvents {
   error: ErrorMessage | ClientError;
   gap: GapMessage;
   replayed: ReplayedMessage;
+  /** A feed's history over the window asked for (`history` option), before it goes live. */
+  history: HistoryMessage;
   /** The local view was emptied and is being refilled by snapshots (fresh subscribe or gap). */
   reset: undefined;
 }
@@ -98,6 +101,13 @@ export interface LiveClientOptions {
   readonly token: string;
   /** Feeds to subscribe at connect. Default none. */
   readonly feeds?: readonly Feed[];
+  /**
+   * Ask for the feeds' history over this window (`"1h"`) with the first subscribe of a fresh view
+   * (`history` events, then live); a resume asks for what was missed instead. Default none.
+   */
+  readonly history?: string;
+  /** With `history`: at most this many points a series (downsampled). */
+  readonly points?: number;
   /** WebSocket constructor. Default `globalThis.WebSocket` (browsers, Node ≥ 22); in Node 20 pass `ws`'s. */
   readonly WebSocket?: SocketConstructor;
   /** Reconnection backoff; defaults 500 ms base, 30 s cap. */
@@ -277,10 +287,13 @@ export class LiveClient extends Emitter<LiveClientEvents> {
     const id = this.id();
     this.resumeId = id;
     this.resumeHadSince = this.lastCursor !== undefined;
+    const { history, points } = this.options;
     const message: ClientMessage =
       this.lastCursor !== undefined
         ? { type: 'subscribe', id, feeds: [...this.feeds], since: this.lastCursor }
-        : { type: 'subscribe', id, feeds: [...this.feeds] };
+        : history !== undefined
+          ? { type: 'subscribe', id, feeds: [...this.feeds], history, ...(points ? { points } : {}) }
+          : { type: 'subscribe', id, feeds: [...this.feeds] };
     this.send(message);
   }
 
@@ -377,6 +390,9 @@ export class LiveClient extends Emitter<LiveClientEvents> {
         this.emit('error', message);
         return;
       }
+      case 'history':
+        this.emit('history', message);
+        return;
       case 'unsubscribed':
         return;
     }

@@ -50,6 +50,61 @@ export interface SnapshotMessage {
   readonly firmware?: string;
 }
 
+/** One value name's series in a history answer: raw readings, or per bucket mean, min, max, count. */
+export type HistorySeries =
+  | { readonly values: readonly (number | null)[] }
+  | {
+      readonly mean: readonly (number | null)[];
+      readonly min: readonly (number | null)[];
+      readonly max: readonly (number | null)[];
+      /** Samples carrying the value in the bucket (0: none). */
+      readonly count: readonly number[];
+    };
+
+export interface HistoryStatusPoint {
+  /** Unix ms. */
+  readonly time: number;
+  readonly state: DeviceState;
+  readonly firmware: string;
+}
+
+/**
+ * A device's history over a window (issue 15): the body of `GET /api/history` and the content of a
+ * `history` message. Columns: `t[i]` is a reading's time (raw, `step` null) or a bucket's start
+ * (buckets of `step` ms aligned to the Unix epoch, as InfluxQL's `GROUP BY time()`), and
+ * `series[name]` holds that value name's column(s) aligned with `t` (null: no such value there).
+ */
+export interface HistoryData {
+  readonly device: string;
+  /** The window, Unix ms, inclusive. */
+  readonly from: number;
+  readonly to: number;
+  /** Bucket width, ms; null: raw readings. */
+  readonly step: number | null;
+  readonly t: readonly number[];
+  readonly series: Readonly<Record<string, HistorySeries>>;
+  /** Status changes in the window, by time. */
+  readonly status: readonly HistoryStatusPoint[];
+  /**
+   * The live channel's cursor up to which the answer reflects every event: `since` from it
+   * continues without gap or duplicate. Absent when only InfluxDB answered.
+   */
+  readonly cursor?: string;
+  /** Present when part of the window could not be read: the answer is complete from this time on. */
+  readonly completeFrom?: number;
+}
+
+/**
+ * History of one feed, sent after `subscribed` when `subscribe` carried `history` (one a feed with
+ * history in the window; every feed named without wildcards). A `telemetry/…` feed carries `t` and
+ * `series` (and no status), a `status/…` feed the `status` changes (and empty columns).
+ */
+export interface HistoryMessage extends HistoryData {
+  readonly type: 'history';
+  readonly id: string;
+  readonly feed: Feed;
+}
+
 export interface SubscribedMessage {
   readonly type: 'subscribed';
   readonly id: string;
@@ -98,7 +153,8 @@ export type ServerMessage =
   | ReplayedMessage
   | GapMessage
   | AckMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | HistoryMessage;
 
 /** What the server sends besides streamed messages (telemetry, status, snapshot). */
 export type ControlMessage =
@@ -107,7 +163,8 @@ export type ControlMessage =
   | ReplayedMessage
   | GapMessage
   | AckMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | HistoryMessage;
 
 /** The fields of a streamed message after its envelope (type, feed, device, cursor). */
 export type TelemetryBody = Omit<TelemetryMessage, 'type' | 'feed' | 'device' | 'cursor'>;
@@ -128,7 +185,17 @@ export const CLOSE_CODES = {
 } as const;
 
 export type ClientMessage =
-  | { type: 'subscribe'; id: string; feeds: readonly Feed[]; since?: string }
+  | {
+      type: 'subscribe';
+      id: string;
+      feeds: readonly Feed[];
+      /** Resume after this cursor (the messages after it, then `replayed`). */
+      since?: string;
+      /** Or: the feeds' history over this window first (`"1h"`: s, m, h, d), then live. */
+      history?: string;
+      /** With `history`: at most this many points a series (downsampled). */
+      points?: number;
+    }
   | { type: 'unsubscribe'; id: string; feeds: readonly Feed[] }
   | { type: 'command'; id: string; device: string; name: string; args: Readonly<Record<string, string>> };
 
@@ -145,6 +212,7 @@ const SERVER_TYPES = new Set([
   'gap',
   'ack',
   'error',
+  'history',
 ]);
 
 /** Parses one text frame; undefined for anything that is not a JSON object with a known `type`. */

@@ -46,6 +46,7 @@ export class ChartPanel {
       plot.setData([history.times, column] as uPlot.AlignedData);
       // For tests and people: how many points and the newest time drawn.
       box.dataset['points'] = String(history.times.length);
+      box.dataset['firstTime'] = String(history.times[0] ?? '');
       box.dataset['lastTime'] = String(history.times.at(-1) ?? '');
       const latest = column.at(-1);
       const value = box.querySelector('.value');

@@ -9,8 +9,14 @@
  *   every second cost one small redraw a frame.
  * - The live/stale badge and banner come straight from the client's state: a stale view is always
  *   labelled as such.
+ * - History (issue 15): the selected device's chart opens on the bridge's history of the window
+ *   chosen (1 h, 6 h or 24 h; `?range=`), read from `/api/history` downsampled to the chart's width,
+ *   then moves live; after a reconnect the live client's resume fills what was missed. Once the
+ *   live points appended pass the chart's width, the history is read again (so a page left open
+ *   stays downsampled and bounded).
  */
 import { type ConnectionState, LiveClient } from '../client/live-client.js';
+import type { HistoryData } from '../client/protocol.js';
 import { ChartPanel } from './charts.js';
 import { DeviceList } from './device-list.js';
 import { lastSeenText } from './format.js';
@@ -19,6 +25,12 @@ import { counterRate, parseRejectedTotal, RateMeter } from './rates.js';
 
 const TOKEN_KEY = 'telebridge.token';
 const REJECTIONS_POLL_MS = 5000;
+/** The windows a chart can show. */
+const RANGES: Readonly<Record<string, number>> = { '1h': 3_600_000, '6h': 21_600_000, '24h': 86_400_000 };
+/** Points a chart asks the history for (about its width in pixels). */
+const HISTORY_POINTS = 600;
+/** Shortest time between two history reads of the same chart, ms. */
+const HISTORY_RELOAD_MS = 10_000;
 
 function element<T extends HTMLElement = HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -61,6 +73,12 @@ function start(): void {
     feeds,
   });
   const historyStore = new HistoryStore();
+  let range = params.get('range') ?? '1h';
+  if (RANGES[range] === undefined) range = '1h';
+  historyStore.setWindow(RANGES[range]!);
+  /** The chart whose history was last asked for, and when. */
+  let historyFor: { device: string; range: string; at: number } | undefined;
+  let historyNote = '';
   const messages = new RateMeter(10);
   const charts = new ChartPanel(element('charts'));
   let sortedIds: string[] = [];
@@ -77,6 +95,56 @@ function start(): void {
     },
     onScroll: () => schedule(),
   });
+  const rangeButtons = [...element('range').querySelectorAll<HTMLButtonElement>('button[data-range]')];
+  const showRange = () => {
+    for (const b of rangeButtons) b.setAttribute('aria-pressed', String(b.dataset['range'] === range));
+  };
+  showRange();
+  for (const button of rangeButtons) {
+    button.addEventListener('click', () => {
+      range = button.dataset['range'] ?? '1h';
+      historyStore.setWindow(RANGES[range]!);
+      showRange();
+      schedule();
+    });
+  }
+
+  /** Reads the chart's history when its device or window changed (or its live points piled up). */
+  function ensureHistory(device: string | undefined, now: number): void {
+    if (device === undefined) return;
+    const same = historyFor?.device === device && historyFor.range === range;
+    const piledUp = (historyStore.get(device)?.liveSinceLoad ?? 0) > HISTORY_POINTS;
+    if (same && !(piledUp && now - historyFor!.at > HISTORY_RELOAD_MS)) return;
+    const asked = { device, range, at: now };
+    historyFor = asked;
+    const windowMs = RANGES[range]!;
+    const url = `/api/history?device=${encodeURIComponent(device)}&from=${now - windowMs}&to=${now}&points=${HISTORY_POINTS}`;
+    fetch(url, { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store' })
+      .then(async (res) => {
+        const body = (await res.json()) as HistoryData & { error?: string; message?: string };
+        if (!res.ok) throw new Error(`${body.error ?? res.status}: ${body.message ?? ''}`);
+        return body;
+      })
+      .then(
+        (data) => {
+          if (historyFor !== asked) return; // another device or window was picked meanwhile
+          historyStore.load(data);
+          // The bridge says when its history is complete from (a store younger than the window).
+          const since =
+            data.completeFrom === undefined
+              ? ''
+              : ` (kept since ${new Date(data.completeFrom).toLocaleString()})`;
+          historyNote = `last ${range}: ${data.t.length} points from the bridge's history${since}`;
+          schedule();
+        },
+        (err: Error) => {
+          if (historyFor !== asked) return;
+          historyNote = `history unavailable (${err.message})`;
+          schedule();
+        },
+      );
+  }
+
   element<HTMLInputElement>('filter').addEventListener('input', (event) => {
     list.setFilter((event.target as HTMLInputElement).value);
     schedule();
@@ -147,6 +215,8 @@ function start(): void {
     element('rej-rate').textContent = rejectionText;
     list.setSelected(selected);
     list.render(sortedIds, client.devices, now);
+    ensureHistory(selected, now);
+    element('history-note').textContent = historyNote;
     renderDetail(now);
     charts.render(selected, selected === undefined ? undefined : historyStore.get(selected));
   }

@@ -1,25 +1,35 @@
 /**
- * Room: bridge/history. he binary form of history events: a batch of events is one journal record (record-file.ts
- * framing). Batches are built on the main thread (`BatchEncoder`, the only per-event work there) and
- * read in the history worker (`EventReader`).
+ * Room: bridge/history. The binary form of history events: a batch of events is one journal record
+ * (record-file.ts framing). Batches are built on the main thread (`BatchEncoder`, the only per-event
+ * work there) and read in the history worker (`EventReader`).
+ *
+ * Events are stored as their fields (seq, values, labels; state, firmware), not as JSON: the live
+ * broker hands them over structured, so the ingest path never serialises for the store, and the JSON
+ * of a `/live` message is rebuilt from the fields only when a resume reads it (`EventReader.body`),
+ * byte for byte as the broker streams it. A broker that only has the JSON (Redis: it reads it back
+ * from the stream) passes that instead, and the worker parses it.
  *
  * Record payload of a batch (little-endian; offsets from the payload's start):
  * ```
- *  0 u8  type = 1 (events)   1 u8 version = 1   2 u16 flags (1: previous key known)   4 u32 event count
+ *  0 u8  type = 1 (events)   1 u8 version = 2   2 u16 flags (1: previous key known)   4 u32 event count
  *  8 f64 arrival of the first event (Unix ms)   16 f64 arrival of the last event
  * 24 f64 first key major   32 f64 first key minor   40 f64 last key major   48 f64 last key minor
  * 56 f64 previous key major   64 f64 previous key minor   (the event just before the first one)
  * 72 u32 offset of the names table   76 u32 number of names
  * 80 events…, then the names table: per name u16 byte length + UTF-8
- * event: u8 kind (1 telemetry, 2 status), u8 flags (1: values present), u16 value count,
- *        u32 device name index, f64 key major, f64 key minor, f64 time (Unix ms), u32 body bytes,
- *        body (UTF-8 JSON, as streamed), then per value: u32 name index, f64 value
+ * event:  u8 kind (1 telemetry, 2 status), u8 form (0 fields, 1 JSON), u16 value count,
+ *         u32 device name index, f64 key major, f64 key minor, f64 time (Unix ms), then
+ *   telemetry fields: f64 seq, u16 label count, u16 0, per value (u32 name index, f64 value),
+ *                     per label (u32 name index, u32 value index)
+ *   status fields:    u8 state (0 unspecified, 1 online, 2 offline), 3 × u8 0, u32 firmware index
+ *   JSON:             u32 body bytes, body (UTF-8: the fields after type/feed/device/cursor)
  * ```
  * The previous key carries continuity: when it is not the newest key the store holds, events were
  * lost in between (dropped under overload, a restart, a trimmed stream) and the store starts a new
  * segment there, so a cursor in the hole gets `gap` instead of a silent skip.
- * Names (devices, value names) are interned per batch, so every record decodes on its own: no
- * dictionary outlives a record, and a record can be read from anywhere in a segment.
+ * Names (devices, value and label names, label values, firmware) are interned per batch, so every
+ * record decodes on its own: no dictionary outlives a record, and a record can be read from anywhere
+ * in a segment.
  *
  * A segment's first record is its header (type 2): `u8 type, u8 version, u16 flags (1: has
  * previous key), u32 0, f64 previous key major, f64 previous key minor, f64 created at (Unix ms)`.
@@ -31,14 +41,27 @@ import type { HistoryKey } from './key.js';
 
 export const RECORD_EVENTS = 1;
 export const RECORD_SEGMENT_HEADER = 2;
-const VERSION = 1;
+const VERSION = 2;
 export const BATCH_HEADER_BYTES = 80;
-const EVENT_HEADER_BYTES = 36;
+/** kind, form, value count, device, key, time. */
+const EVENT_HEADER_BYTES = 32;
+const TELEMETRY_FIELDS_BYTES = 12;
+const STATUS_FIELDS_BYTES = 8;
+const JSON_LENGTH_BYTES = 4;
 const VALUE_BYTES = 12;
+const LABEL_BYTES = 8;
 const KIND_CODE: Record<FeedKind, number> = { telemetry: 1, status: 2 };
-const FLAG_VALUES = 1;
+const FORM_JSON = 1;
+/** Longest name a names table entry holds (u16 length); longer strings make the event JSON. */
+const MAX_NAME_BYTES = 0xffff;
+const STATE_CODE: Readonly<Record<string, number>> = { unspecified: 0, online: 1, offline: 2 };
+const STATES = ['unspecified', 'online', 'offline'] as const;
 
-/** One event as the live broker streams it, handed to the history store. */
+/**
+ * One event as the live broker streams it, handed to the history store: its fields (telemetry:
+ * `seq`, `values`, `labels`; status: `state`, `firmware`), or, from a broker that has only the JSON,
+ * `json`.
+ */
 export interface HistoryInput {
   readonly kind: FeedKind;
   readonly device: string;
@@ -46,16 +69,27 @@ export interface HistoryInput {
   readonly key: HistoryKey;
   /** Sample or status time, Unix ms. */
   readonly time: number;
-  /**
-   * The kind-specific fields as streamed, JSON: `{"seq":…,"time":…,"values":{…},"labels":{…}}` or
-   * `{"state":…,"firmware":…,"time":…}` (what the broker put after type/feed/device/cursor).
-   */
-  readonly body: string;
-  /**
-   * The sample's values when the caller has them as numbers (the memory broker does); otherwise the
-   * worker reads them from `body`.
-   */
+  readonly seq?: number;
   readonly values?: Readonly<Record<string, number>>;
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly state?: string;
+  readonly firmware?: string;
+  /**
+   * Instead of the fields: the kind-specific fields as streamed, JSON (`{"seq":…,"time":…,
+   * "values":{…},"labels":{…}}` or `{"state":…,"firmware":…,"time":…}`).
+   */
+  readonly json?: string;
+}
+
+/**
+ * The JSON of an event's fields as the live hub streams them (web/client/protocol.ts
+ * `TelemetryBody`, `StatusBody`: in that key order), for an input given as fields.
+ */
+export function fieldsJson(e: HistoryInput): string {
+  if (e.json !== undefined) return e.json;
+  return e.kind === 'status'
+    ? JSON.stringify({ state: e.state ?? 'unspecified', firmware: e.firmware ?? '', time: e.time })
+    : JSON.stringify({ seq: e.seq ?? 0, time: e.time, values: e.values ?? {}, labels: e.labels ?? {} });
 }
 
 /**
@@ -206,39 +240,93 @@ export class BatchEncoder {
   /** Writes the event at `p`; returns where it ends, or -1 when it (and the names table) would not fit. */
   private write(e: HistoryInput, buf: Buffer, p: number): number {
     const room = buf.length;
-    // UTF-16 → UTF-8 takes at most 3 bytes a code unit.
-    if (p + EVENT_HEADER_BYTES + 3 * e.body.length > room) return -1;
-    const values = e.values;
+    if (p + EVENT_HEADER_BYTES + TELEMETRY_FIELDS_BYTES > room) return -1;
+    const device = this.intern(e.device);
+    if (device < 0) return this.writeJson(e, fieldsJson(e), buf, p);
     buf[p] = KIND_CODE[e.kind];
-    buf[p + 1] = values ? FLAG_VALUES : 0;
-    buf.writeUInt32LE(this.intern(e.device), p + 4);
+    buf.writeUInt32LE(device, p + 4);
     buf.writeDoubleLE(e.key.major, p + 8);
     buf.writeDoubleLE(e.key.minor, p + 16);
     buf.writeDoubleLE(e.time, p + 24);
-    const bodyBytes = utf8Write(buf, e.body, p + EVENT_HEADER_BYTES);
-    buf.writeUInt32LE(bodyBytes, p + 32);
-    let q = p + EVENT_HEADER_BYTES + bodyBytes;
+    if (e.json !== undefined) return this.writeJson(e, e.json, buf, p);
+    let q = p + EVENT_HEADER_BYTES;
+    if (e.kind === 'status') {
+      const firmware = this.intern(e.firmware ?? '');
+      if (firmware < 0) return this.writeJson(e, fieldsJson(e), buf, p);
+      buf[p + 1] = 0;
+      buf.writeUInt16LE(0, p + 2);
+      buf.writeUInt32LE(STATE_CODE[e.state ?? ''] ?? 0, q); // state in the low byte, then 3 zero bytes
+      buf.writeUInt32LE(firmware, q + 4);
+      q += STATUS_FIELDS_BYTES;
+      return q + this.namesBytes > room ? -1 : q;
+    }
+    buf[p + 1] = 0;
+    buf.writeDoubleLE(e.seq ?? 0, q);
+    q += TELEMETRY_FIELDS_BYTES;
     let n = 0;
+    const values = e.values;
     if (values) {
       for (const name in values) {
         if (q + VALUE_BYTES > room) return -1;
-        buf.writeUInt32LE(this.intern(name), q);
+        const id = this.intern(name);
+        if (id < 0) return this.writeJson(e, fieldsJson(e), buf, p);
+        buf.writeUInt32LE(id, q);
         buf.writeDoubleLE(values[name] as number, q + 4);
         q += VALUE_BYTES;
         n++;
       }
     }
+    let m = 0;
+    const labels = e.labels;
+    if (labels) {
+      for (const name in labels) {
+        if (q + LABEL_BYTES > room) return -1;
+        const id = this.intern(name);
+        const value = this.intern(labels[name] as string);
+        if (id < 0 || value < 0) return this.writeJson(e, fieldsJson(e), buf, p);
+        buf.writeUInt32LE(id, q);
+        buf.writeUInt32LE(value, q + 4);
+        q += LABEL_BYTES;
+        m++;
+      }
+    }
     buf.writeUInt16LE(n, p + 2);
+    buf.writeUInt16LE(m, p + EVENT_HEADER_BYTES + 8);
+    buf.writeUInt16LE(0, p + EVENT_HEADER_BYTES + 10);
     return q + this.namesBytes > room ? -1 : q;
   }
 
+  /** The event with its fields as JSON (a broker that has only the JSON, or a name too long to intern). */
+  private writeJson(e: HistoryInput, json: string, buf: Buffer, p: number): number {
+    const room = buf.length;
+    // UTF-16 → UTF-8 takes at most 3 bytes a code unit.
+    if (p + EVENT_HEADER_BYTES + JSON_LENGTH_BYTES + 3 * json.length > room) return -1;
+    const device = this.intern(e.device);
+    buf[p] = KIND_CODE[e.kind];
+    buf[p + 1] = FORM_JSON;
+    buf.writeUInt16LE(0, p + 2);
+    // A device name always fits (device ids are at most 64 characters); -1 only in a test's misuse.
+    buf.writeUInt32LE(Math.max(0, device), p + 4);
+    buf.writeDoubleLE(e.key.major, p + 8);
+    buf.writeDoubleLE(e.key.minor, p + 16);
+    buf.writeDoubleLE(e.time, p + 24);
+    const at = p + EVENT_HEADER_BYTES + JSON_LENGTH_BYTES;
+    const bytes = utf8Write(buf, json, at);
+    buf.writeUInt32LE(bytes, p + EVENT_HEADER_BYTES);
+    const q = at + bytes;
+    return q + this.namesBytes > room ? -1 : q;
+  }
+
+  /** The index of `name` in this batch's names table (added when new); -1 when it is too long. */
   private intern(name: string): number {
     let id = this.names.get(name);
     if (id === undefined) {
+      const bytes = Buffer.byteLength(name, 'utf8');
+      if (bytes > MAX_NAME_BYTES) return -1;
       id = this.nameList.length;
       this.names.set(name, id);
       this.nameList.push(name);
-      this.namesBytes += 2 + Buffer.byteLength(name, 'utf8');
+      this.namesBytes += 2 + bytes;
     }
     return id;
   }
@@ -257,7 +345,9 @@ export interface BatchInfo {
 
 /** The record type of a payload (RECORD_EVENTS, RECORD_SEGMENT_HEADER, or something unknown). */
 export function recordType(payload: Buffer): number {
-  return payload[0] ?? 0;
+  const type = payload[0] ?? 0;
+  // Events written by another version of the format are not read (meta.ts empties such a store).
+  return type === RECORD_EVENTS && payload[1] !== VERSION ? 0 : type;
 }
 
 export function batchInfo(payload: Buffer): BatchInfo {
@@ -316,16 +406,19 @@ export class EventReader {
   private readonly end: number;
   private pos = BATCH_HEADER_BYTES;
   private valuesAt = 0;
+  private labelsAt = 0;
+  private fieldsAt = 0;
   kind: FeedKind = 'telemetry';
-  hasValues = false;
+  /** The event carries its fields as JSON (`body()`), not as numbers and names. */
+  isJson = false;
+  /** Values of a telemetry event given as fields (0 for JSON events: see `body()`). */
   valueCount = 0;
+  labelCount = 0;
   /** The device's index in this batch's names (stable within the batch). */
   deviceIndex = 0;
   major = 0;
   minor = 0;
   time = 0;
-  private bodyStart = 0;
-  private bodyEnd = 0;
 
   constructor(private readonly payload: Buffer) {
     this.end = payload.readUInt32LE(72);
@@ -372,17 +465,28 @@ export class EventReader {
     if (this.pos >= this.end) return false;
     const p = this.pos;
     this.kind = payload[p] === 2 ? 'status' : 'telemetry';
-    this.hasValues = (payload[p + 1]! & FLAG_VALUES) !== 0;
-    this.valueCount = payload.readUInt16LE(p + 2);
+    this.isJson = payload[p + 1] === FORM_JSON;
     this.deviceIndex = payload.readUInt32LE(p + 4);
     this.major = payload.readDoubleLE(p + 8);
     this.minor = payload.readDoubleLE(p + 16);
     this.time = payload.readDoubleLE(p + 24);
-    const bodyBytes = payload.readUInt32LE(p + 32);
-    this.bodyStart = p + EVENT_HEADER_BYTES;
-    this.bodyEnd = this.bodyStart + bodyBytes;
-    this.valuesAt = this.bodyEnd;
-    this.pos = this.bodyEnd + VALUE_BYTES * this.valueCount;
+    const q = p + EVENT_HEADER_BYTES;
+    this.fieldsAt = q;
+    if (this.isJson) {
+      this.valueCount = 0;
+      this.labelCount = 0;
+      this.pos = q + JSON_LENGTH_BYTES + payload.readUInt32LE(q);
+    } else if (this.kind === 'status') {
+      this.valueCount = 0;
+      this.labelCount = 0;
+      this.pos = q + STATUS_FIELDS_BYTES;
+    } else {
+      this.valueCount = payload.readUInt16LE(p + 2);
+      this.labelCount = payload.readUInt16LE(q + 8);
+      this.valuesAt = q + TELEMETRY_FIELDS_BYTES;
+      this.labelsAt = this.valuesAt + VALUE_BYTES * this.valueCount;
+      this.pos = this.labelsAt + LABEL_BYTES * this.labelCount;
+    }
     return true;
   }
 
@@ -391,8 +495,48 @@ export class EventReader {
     return this.major > key.major || (this.major === key.major && this.minor > key.minor);
   }
 
+  /**
+   * The current event's fields as JSON, exactly as the live broker streams them after the
+   * envelope: `{"seq":…,"time":…,"values":{…},"labels":{…}}` or `{"state":…,"firmware":…,"time":…}`.
+   */
   body(): string {
-    return this.payload.toString('utf8', this.bodyStart, this.bodyEnd);
+    const { payload } = this;
+    const q = this.fieldsAt;
+    if (this.isJson) {
+      const start = q + JSON_LENGTH_BYTES;
+      return payload.toString('utf8', start, start + payload.readUInt32LE(q));
+    }
+    if (this.kind === 'status') {
+      return `{"state":"${this.state}","firmware":${JSON.stringify(this.firmware)},"time":${this.time}}`;
+    }
+    // Value and label names match NAME_RE (no character JSON escapes); label values may need it.
+    let out = `{"seq":${this.seq},"time":${this.time},"values":{`;
+    for (let i = 0; i < this.valueCount; i++) {
+      out += `${i ? ',' : ''}"${this.valueName(i)}":${this.value(i)}`;
+    }
+    out += '},"labels":{';
+    for (let i = 0; i < this.labelCount; i++) {
+      const at = this.labelsAt + LABEL_BYTES * i;
+      out += `${i ? ',' : ''}${JSON.stringify(this.name(payload.readUInt32LE(at)))}:${JSON.stringify(
+        this.name(payload.readUInt32LE(at + 4)),
+      )}`;
+    }
+    return `${out}}}`;
+  }
+
+  /** The current telemetry event's seq (fields form). */
+  get seq(): number {
+    return this.payload.readDoubleLE(this.fieldsAt);
+  }
+
+  /** The current status event's state (fields form). */
+  get state(): (typeof STATES)[number] {
+    return STATES[this.payload[this.fieldsAt]!] ?? 'unspecified';
+  }
+
+  /** The current status event's firmware (fields form). */
+  get firmware(): string {
+    return this.name(this.payload.readUInt32LE(this.fieldsAt + 4));
   }
 
   valueName(i: number): string {

@@ -1,5 +1,5 @@
 /**
- * Room: bridge/history. ange answers from a device's columns: bucketed (downsampled) or raw.
+ * Room: bridge/history. Range answers from a device's columns: bucketed (downsampled) or raw.
  *
  * Downsampling: buckets of `step` ms aligned to the Unix epoch (bucket k covers
  * [k·step, (k+1)·step)), as InfluxQL's `GROUP BY time(step)` does, so the same bucket has the same

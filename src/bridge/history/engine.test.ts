@@ -3,7 +3,7 @@ import { appendFileSync, readdirSync, readFileSync, rmSync, statSync, writeFileS
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { tempDir } from '../../../test/support/services.js';
-import { BatchEncoder, type HistoryInput } from './codec.js';
+import { BatchEncoder, fieldsJson, type HistoryInput } from './codec.js';
 import type { BucketSeries, RawSeries } from './downsample.js';
 import {
   type AfterPage,
@@ -34,8 +34,16 @@ function telemetry(
   values: Record<string, number>,
   withValues = true,
 ): HistoryInput {
-  const body = JSON.stringify({ seq: major, time, values, labels: { site: 'lab' } });
-  return { kind: 'telemetry', device, key: key(major), time, body, ...(withValues ? { values } : {}) };
+  const labels = { site: 'lab' };
+  return withValues
+    ? { kind: 'telemetry', device, key: key(major), time, seq: major, values, labels }
+    : {
+        kind: 'telemetry',
+        device,
+        key: key(major),
+        time,
+        json: JSON.stringify({ seq: major, time, values, labels }),
+      };
 }
 
 function status(device: string, major: number, time: number, state: string): HistoryInput {
@@ -44,7 +52,8 @@ function status(device: string, major: number, time: number, state: string): His
     device,
     key: key(major),
     time,
-    body: JSON.stringify({ state, firmware: '1.2.0', time }),
+    state,
+    firmware: '1.2.0',
   };
 }
 
@@ -115,7 +124,7 @@ test('events come back by cursor (exact bodies, key order, filtered) and by devi
   let k = 0;
   for (let i = 0; i < 100; i++) {
     events.push(telemetry('d1', ++k, T0 + i * 1000, { temp: i, hum: 100 - i }));
-    events.push(telemetry('d2', ++k, T0 + i * 1000, { temp: 1000 - i }, false)); // values only in the body
+    events.push(telemetry('d2', ++k, T0 + i * 1000, { temp: 1000 - i }, false)); // values only in JSON (as from Redis)
     if (i === 10) events.push(status('d1', ++k, T0 + 10_500, 'offline'));
   }
   p.push(events, 7);
@@ -123,7 +132,7 @@ test('events come back by cursor (exact bodies, key order, filtered) and by devi
   const all = await readAll(engine, key(0), 1000);
   assert.deepEqual(
     all.map((e) => [e.kind, e.device, e.key.major, e.time, e.body]),
-    events.map((e) => [e.kind, e.device, e.key.major, e.time, e.body]),
+    events.map((e) => [e.kind, e.device, e.key.major, e.time, fieldsJson(e)]),
   );
   const d2 = await readAll(engine, key(0), 13, { feeds: [{ kind: 'telemetry', device: 'd2' }] });
   assert.deepEqual(
@@ -161,7 +170,7 @@ test('events come back by cursor (exact bodies, key order, filtered) and by devi
   const again = await readAll(reopened.engine, key(0), 64);
   assert.deepEqual(
     again.map((e) => e.body),
-    events.map((e) => e.body),
+    events.map((e) => fieldsJson(e)),
   );
   await reopened.engine.close();
 });
@@ -253,6 +262,8 @@ test('retention by age drops whole partitions; their cursors get a gap and their
   assert.equal(resumed.events.length, k - first.key.major + 1);
   const old = await engine.range({ device: 'd1', from: T0, to: T0 + 60 * 60_000 });
   assert.deepEqual(old.t, []);
+  // The answer says from when it is complete: the end of the last partition dropped.
+  assert.ok(old.heldSince > T0 && old.heldSince <= first.time, `${(old.heldSince - T0) / 60_000} min`);
   await engine.flushed();
   const files = readdirSync(d).filter((n) => n.endsWith('.journal'));
   assert.equal(files.length, engine.stats().partitions);
@@ -547,4 +558,39 @@ test('a damaged series file is rebuilt from its journal', async () => {
   assert.equal(raw.t.length, 200);
   assert.deepEqual(readFileSync(join(d, series)).subarray(0, 100), bytes.subarray(0, 100));
   await b.engine.close();
+});
+
+test('feeds with history in a window, for wildcard reads; a fresh store holds everything since it opened', async () => {
+  const d = dir();
+  let now = T0;
+  const { engine, info } = await open(d, { now: () => now, partitionMs: 600_000 });
+  const p = new Producer(engine, info.resumeKey, () => now);
+  let k = 0;
+  p.push([
+    telemetry('a1', ++k, T0, { v: 1 }),
+    telemetry('b1', ++k, T0 + 60_000, { v: 1 }),
+    status('c1', ++k, T0 + 120_000, 'online'),
+  ]);
+  now += 700_000;
+  await engine.maintain(); // seals the first partition: its index answers from now on
+  p.push([telemetry('a2', ++k, now, { v: 2 }), status('a1', ++k, now, 'offline')]);
+  const all = { from: T0, to: now, limit: 100 };
+  assert.deepEqual(await engine.devices(all), [
+    'status/a1',
+    'status/c1',
+    'telemetry/a1',
+    'telemetry/a2',
+    'telemetry/b1',
+  ]);
+  assert.deepEqual(await engine.devices({ ...all, feeds: [{ kind: 'telemetry', device: undefined }] }), [
+    'telemetry/a1',
+    'telemetry/a2',
+    'telemetry/b1',
+  ]);
+  assert.deepEqual(await engine.devices({ ...all, from: T0 + 30_000, to: T0 + 90_000 }), ['telemetry/b1']);
+  await assert.rejects(engine.devices({ ...all, limit: 2 }), { code: 'E_HISTORY_LIMIT' });
+  await assert.rejects(engine.devices({ ...all, from: now, to: T0 }), { code: 'E_HISTORY_RANGE' });
+  const r = await engine.range({ device: 'a1', from: T0, to: now });
+  assert.equal(r.heldSince, T0, 'a fresh store holds what arrived since it was opened');
+  await engine.close();
 });

@@ -1,5 +1,5 @@
 /**
- * Room: bridge/history. he history store engine: recent events on disk in `<dir>`, for two read paths.
+ * Room: bridge/history. The history store engine: recent events on disk in `<dir>`, for two read paths.
  *
  * ```
  *            batch record (codec.ts)
@@ -54,6 +54,7 @@ import {
   journalName,
 } from './journal.js';
 import { compareKeys, type HistoryKey, type KeySpace } from './key.js';
+import { type DirLock, lockDir } from './lock.js';
 import { loadMeta, type Meta, saveMeta } from './meta.js';
 import {
   type ColumnsMemory,
@@ -187,6 +188,22 @@ export interface RangeResult {
   readonly series: Record<string, BucketSeries | RawSeries>;
   /** Status changes in the range, by time. */
   readonly status: StatusPoint[];
+  /**
+   * Every event that arrived since this time (Unix ms) is held (retention dropped what came before;
+   * a fresh store: when it was opened). A sample older than this by more than a device's clock may
+   * run ahead may be missing from the answer (another store, InfluxDB, holds it).
+   */
+  readonly heldSince: number;
+}
+
+export interface DevicesQuery {
+  /** Only feeds matching one of these (all when absent). */
+  readonly feeds?: readonly FeedPattern[];
+  /** Sample or status times, Unix ms, inclusive. */
+  readonly from: number;
+  readonly to: number;
+  /** Most feeds the answer may name; more is E_HISTORY_LIMIT. */
+  readonly limit: number;
 }
 
 export interface HistoryStats {
@@ -248,6 +265,39 @@ function nameBytes(name: string): Buffer {
 
 const seriesName = (id: number) => `${String(id).padStart(16, '0')}${SERIES_SUFFIX}`;
 
+/**
+ * Checks a range query against the limits and returns its bucket width (ms; undefined: raw).
+ * With `points` the step is ⌈span/(points−1)⌉ ms: epoch-aligned buckets of that width number at
+ * most `points`.
+ * @throws E_HISTORY_RANGE on a malformed query, E_HISTORY_LIMIT over a limit
+ */
+export function checkRange(q: RangeQuery, limits: HistoryLimits): number | undefined {
+  const { from, to } = q;
+  if (typeof q.device !== 'string' || q.device.length === 0) throw rangeError('device is required');
+  if (!Number.isFinite(from) || !Number.isFinite(to)) throw rangeError('from and to must be times (Unix ms)');
+  if (from > to) throw rangeError(`from (${from}) is after to (${to})`);
+  if (to - from > limits.maxWindowMs) {
+    throw limitError(`the range spans ${to - from} ms: at most ${limits.maxWindowMs} ms`);
+  }
+  let step: number | undefined;
+  if (q.step !== undefined) {
+    if (!Number.isInteger(q.step) || q.step < 1) throw rangeError('step must be a whole number of ms ≥ 1');
+    step = q.step;
+  }
+  if (q.points !== undefined) {
+    if (!Number.isInteger(q.points) || q.points < 2) throw rangeError('points must be a whole number ≥ 2');
+    if (q.points > limits.maxPoints) throw limitError(`at most ${limits.maxPoints} points a series`);
+    step = Math.max(step ?? 1, Math.ceil((to - from) / (q.points - 1)), 1);
+  }
+  if (step !== undefined) {
+    const buckets = Math.floor(to / step) - Math.floor(from / step) + 1;
+    if (buckets > limits.maxPoints) {
+      throw limitError(`${buckets} points a series at step ${step} ms: at most ${limits.maxPoints}`);
+    }
+  }
+  return step;
+}
+
 function rangeError(message: string): TelebridgeError {
   return new TelebridgeError(ERROR_CODES.historyRange, message);
 }
@@ -298,6 +348,10 @@ export class HistoryEngine {
   private outOfOrder = 0;
   private lostEvents = 0;
   private closed = false;
+  /** Every event that arrived since this time is held (see RangeResult.heldSince). */
+  private coverageStart: number;
+  /** This process's hold on the directory (lock.ts). */
+  private lock: DirLock | undefined;
 
   private constructor(
     private readonly options: HistoryEngineOptions,
@@ -311,6 +365,7 @@ export class HistoryEngine {
     this.partitionBytes =
       options.partitionBytes ?? Math.min(256 << 20, Math.max(1 << 20, Math.floor(options.maxBytes / 16)));
     this.partitionMemoryBytes = options.partitionMemoryBytes ?? 32 << 20;
+    this.coverageStart = this.now();
     this.tail = new RecordTail(options.tailBytes ?? DEFAULT_TAIL_BYTES);
     this.writer = new JournalWriter(options.dir, this.tail, (err, seg) => {
       this.writeFailedAt = this.now();
@@ -326,13 +381,24 @@ export class HistoryEngine {
     options: HistoryEngineOptions,
   ): Promise<{ engine: HistoryEngine; info: HistoryOpenInfo }> {
     await mkdir(options.dir, { recursive: true });
-    const { meta, reset } = await loadMeta(options.dir, options.keys);
+    const lock = await lockDir(options.dir, options.now);
+    let meta: Meta;
+    let reset: string | undefined;
+    try {
+      ({ meta, reset } = await loadMeta(options.dir, options.keys));
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
     const engine = new HistoryEngine(options, meta);
+    engine.lock = lock;
     if (reset !== undefined) {
       await engine.wipe();
       engine.log('warn', `history: store emptied (${reset})`, { dir: options.dir });
     }
     await engine.recover();
+    // What arrived before the oldest partition kept is gone; a fresh store holds all since now.
+    engine.coverageStart = Math.min(engine.coverageStart, engine.partitions[0]?.seg.createdAt ?? Infinity);
     await engine.maintain();
     await engine.warmTail();
     let resumeKey: HistoryKey | undefined;
@@ -542,33 +608,10 @@ export class HistoryEngine {
    */
   async range(q: RangeQuery): Promise<RangeResult> {
     const { from, to } = q;
-    if (typeof q.device !== 'string' || q.device.length === 0) throw rangeError('device is required');
-    if (!Number.isFinite(from) || !Number.isFinite(to))
-      throw rangeError('from and to must be times (Unix ms)');
-    if (from > to) throw rangeError(`from (${from}) is after to (${to})`);
-    if (to - from > this.limits.maxWindowMs) {
-      throw limitError(`the range spans ${to - from} ms: at most ${this.limits.maxWindowMs} ms`);
-    }
-    let step: number | undefined;
-    if (q.step !== undefined) {
-      if (!Number.isInteger(q.step) || q.step < 1) throw rangeError('step must be a whole number of ms ≥ 1');
-      step = q.step;
-    }
-    if (q.points !== undefined) {
-      if (!Number.isInteger(q.points) || q.points < 2) throw rangeError('points must be a whole number ≥ 2');
-      if (q.points > this.limits.maxPoints)
-        throw limitError(`at most ${this.limits.maxPoints} points a series`);
-      // Epoch-aligned buckets: a step of span/(points−1) gives at most `points` of them.
-      step = Math.max(step ?? 1, Math.ceil((to - from) / (q.points - 1)), 1);
-    }
+    const step = checkRange(q, this.limits);
     let sink: Buckets | RawRows;
-    if (step !== undefined) {
-      const buckets = Math.floor(to / step) - Math.floor(from / step) + 1;
-      if (buckets > this.limits.maxPoints) {
-        throw limitError(`${buckets} points a series at step ${step} ms: at most ${this.limits.maxPoints}`);
-      }
-      sink = new Buckets(from, to, step, this.limits.maxCells);
-    } else sink = new RawRows(from, to, this.limits.maxRawRows, this.limits.maxCells);
+    if (step !== undefined) sink = new Buckets(from, to, step, this.limits.maxCells);
+    else sink = new RawRows(from, to, this.limits.maxRawRows, this.limits.maxCells);
     return this.queries.run(() => this.readRange(q.device, from, to, step, sink));
   }
 
@@ -608,7 +651,59 @@ export class HistoryEngine {
     const asOf = this.newestKey;
     const { t, series } = sink.result();
     status.sort((a, b) => a.time - b.time);
-    return { device: device, from, to, step: step ?? null, asOf, t, series, status };
+    return {
+      device: device,
+      from,
+      to,
+      step: step ?? null,
+      asOf,
+      t,
+      series,
+      status,
+      heldSince: this.coverageStart,
+    };
+  }
+
+  /**
+   * The feeds (`telemetry/<device>`, `status/<device>`) with readings or status changes in
+   * [from, to], sorted, for a history read of wildcard feeds.
+   * @throws E_HISTORY_RANGE on a malformed query, E_HISTORY_LIMIT past `limit` feeds
+   */
+  async devices(q: DevicesQuery): Promise<string[]> {
+    if (!Number.isFinite(q.from) || !Number.isFinite(q.to) || q.from > q.to) {
+      throw rangeError('from and to must be times (Unix ms), from not after to');
+    }
+    if (q.feeds && q.feeds.length > this.limits.maxFeeds)
+      throw limitError(`at most ${this.limits.maxFeeds} feeds`);
+    const found = new Set<string>();
+    const overlaps = (min: number, max: number) => min <= q.to && max >= q.from;
+    const note = (kind: 'telemetry' | 'status', device: string) => {
+      if (q.feeds && !q.feeds.some((f) => patternMatches(f, kind, device))) return;
+      found.add(`${kind}/${device}`);
+      if (found.size > q.limit) {
+        throw limitError(`more than ${q.limit} feeds have history in the window: name fewer devices`);
+      }
+    };
+    const inRange = (points: readonly StatusPoint[]) =>
+      points.some((s) => s.time >= q.from && s.time <= q.to);
+    for (const p of this.partitions) {
+      if (p.columns) {
+        for (const [device, d] of p.columns) {
+          if (!overlaps(d.minTime, d.maxTime)) continue;
+          if (d.count > 0 && rowsIn(d.times, d.count, q.from, q.to)) note('telemetry', device);
+          if (inRange(d.status)) note('status', device);
+        }
+      } else if (p.index) {
+        for (const device of Object.keys(p.index.devices)) {
+          const entry = p.index.devices[device]!;
+          if (!overlaps(entry.minTime, entry.maxTime)) continue;
+          // A sealed chunk's time range includes its status changes: telemetry is counted when it has rows.
+          if (entry.n > 0) note('telemetry', device);
+          if (inRange(entry.status)) note('status', device);
+        }
+      }
+    }
+    return [...found].sort();
   }
 
   stats(): HistoryStats {
@@ -649,7 +744,7 @@ export class HistoryEngine {
     while (this.partitions.length > 0) {
       const oldest = this.partitions[0]!;
       if (oldest.state !== 'sealed' || oldest.seg.lastArrival >= cutoff) break;
-      this.drop(oldest);
+      this.dropOldest(oldest);
     }
     this.enforceBytes();
     await this.sealing;
@@ -683,6 +778,7 @@ export class HistoryEngine {
       await this.writeMeta({ ...this.meta, reserved: newest });
     }
     await this.metaChain;
+    await this.lock?.release();
   }
 
   // ── ingest ──────────────────────────────────────────────────────────────────────────────────
@@ -723,14 +819,16 @@ export class HistoryEngine {
         byIndex[r.deviceIndex] = d;
       }
       if (r.kind === 'status') {
-        d.addStatus(statusPoint(r.time, r.body()));
+        d.addStatus(
+          r.isJson ? statusPoint(r.time, r.body()) : { time: r.time, state: r.state, firmware: r.firmware },
+        );
         continue;
       }
       const row = d.addRow(r.time);
-      if (r.hasValues) {
-        for (let i = 0; i < r.valueCount; i++) d.set(row, r.valueName(i), r.value(i), i);
-      } else {
+      if (r.isJson) {
         for (const [name, value] of valuesOf(r.body())) d.set(row, name, value);
+      } else {
+        for (let i = 0; i < r.valueCount; i++) d.set(row, r.valueName(i), r.value(i), i);
       }
     }
   }
@@ -808,8 +906,14 @@ export class HistoryEngine {
       }
       if (oldest.state !== 'sealed') break;
       total -= Math.max(oldest.seg.diskBytes, oldest.seg.size) + oldest.seriesBytes;
-      this.drop(oldest);
+      this.dropOldest(oldest);
     }
+  }
+
+  /** Drops the oldest partition (retention, byte bound): what arrived up to its end is no longer held. */
+  private dropOldest(p: Partition): void {
+    this.coverageStart = Math.max(this.coverageStart, p.seg.lastArrival);
+    this.drop(p);
   }
 
   private drop(p: Partition): void {
@@ -1121,4 +1225,10 @@ function valuesOf(body: string): [string, number][] {
   } catch {
     return [];
   }
+}
+
+/** True when one of the first `count` times is in [from, to]. */
+function rowsIn(times: Float64Array, count: number, from: number, to: number): boolean {
+  for (let i = 0; i < count; i++) if (times[i]! >= from && times[i]! <= to) return true;
+  return false;
 }

@@ -1,5 +1,5 @@
 /**
- * Room: bridge/history. he history journal: every streamed event in key (cursor) order, for resuming from a cursor.
+ * Room: bridge/history. The history journal: every streamed event in key (cursor) order, for resuming from a cursor.
  * One segment file `<id>.journal` per partition, in the record framing of `record-file.ts` (crc32 per
  * record, torn tail cut on recovery); its first record is the segment header (the key just before
  * its first event, when known), then one record per batch from the main thread (codec.ts).

@@ -1,5 +1,5 @@
 /**
- * Room: bridge/history. he ordering key of the history store: the one ordering of every streamed event (contract §5:
+ * Room: bridge/history. The ordering key of the history store: the one ordering of every streamed event (contract §5:
  * "one ordering for all feeds"), in a form both live brokers' cursors map onto.
  *
  * A key is a pair of non-negative safe integers `(major, minor)`, compared major first:

@@ -1,5 +1,5 @@
 /**
- * Room: bridge/history. he history store's `meta` file: which key space its keys belong to (the memory broker's epoch,
+ * Room: bridge/history. The history store's `meta` file: which key space its keys belong to (the memory broker's epoch,
  * or a Redis stream's identity) and, for the memory broker, the position reservation (engine.ts).
  * Written whole and atomically (temp file, fsync, rename, directory fsync): after a crash it is
  * either the old or the new one, never torn.
@@ -11,7 +11,8 @@ import { syncDir } from '../record-file.js';
 import type { KeySpace } from './key.js';
 
 export interface Meta {
-  readonly version: 1;
+  /** 2: events stored as fields (codec.ts); a store of version 1 (JSON bodies) is emptied. */
+  readonly version: 2;
   readonly keys: 'local' | 'external';
   /** Local keys: the epoch of cursors. */
   readonly epoch?: string;
@@ -30,8 +31,8 @@ export async function loadMeta(
 ): Promise<{ meta: Meta; reset: string | undefined }> {
   const fresh = (): Meta =>
     keys.type === 'local'
-      ? { version: 1, keys: 'local', epoch: newEpoch(), reserved: 0 }
-      : { version: 1, keys: 'external', stream: keys.stream };
+      ? { version: 2, keys: 'local', epoch: newEpoch(), reserved: 0 }
+      : { version: 2, keys: 'external', stream: keys.stream };
   let text: string;
   try {
     text = await readFile(join(dir, META_FILE), 'utf8');
@@ -45,7 +46,16 @@ export async function loadMeta(
   } catch {
     return { meta: fresh(), reset: 'its meta file is unreadable' };
   }
-  if (meta.version !== 1) return { meta: fresh(), reset: `unknown version ${String(meta.version)}` };
+  const version: unknown = meta.version;
+  if (version !== 2) {
+    return {
+      meta: fresh(),
+      reset:
+        typeof version === 'number' && version < 2
+          ? `it was written in an older format (version ${version})`
+          : `unknown version ${String(version)}`,
+    };
+  }
   if (keys.type === 'local') {
     if (meta.keys !== 'local' || typeof meta.epoch !== 'string' || !/^[0-9a-z]{1,32}$/.test(meta.epoch)) {
       return { meta: fresh(), reset: 'it held cursors of the Redis broker (stream IDs)' };

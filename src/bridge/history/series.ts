@@ -1,5 +1,5 @@
 /**
- * Room: bridge/history. he per-device side of a history partition: what range queries read.
+ * Room: bridge/history. The per-device side of a history partition: what range queries read.
  *
  * While a partition is open its rows live in memory, one `DeviceColumns` per device (a time column
  * and one column per value name, NaN where a row lacks that value). When it is sealed they are

@@ -34,8 +34,9 @@ const event = (major: number, device = 'd1'): HistoryInput => {
     device,
     key: key(major),
     time,
-    body: JSON.stringify({ seq: major, time, values, labels: {} }),
+    seq: major,
     values,
+    labels: {},
   };
 };
 
@@ -107,7 +108,7 @@ test('past the in-flight bound events are dropped and counted, and a cursor befo
   await store.close();
 });
 
-test('SIGKILL of the process: what was written comes back, and no position is issued twice', async () => {
+test('SIGKILL of the process: what was written comes back, no position is issued twice, and no second process opens it meanwhile', async () => {
   const d = dir();
   const storeUrl = new URL('./store.js', import.meta.url).href;
   // A process that appends steadily and reports the newest key known to be on disk.
@@ -121,7 +122,7 @@ test('SIGKILL of the process: what was written comes back, and no position is is
         k++;
         const time = ${T0} + k;
         store.append({ kind: 'telemetry', device: 'd1', key: { major: k, minor: 0 }, time,
-          body: JSON.stringify({ seq: k, time, values: { v: k }, labels: {} }), values: { v: k } });
+          seq: k, values: { v: k }, labels: {} });
       }
       const s = await store.stats();
       if (s.inFlightBytes === 0) console.log('durable ' + k);
@@ -144,6 +145,11 @@ test('SIGKILL of the process: what was written comes back, and no position is is
     });
     try {
       await waitFor('3000 events on disk', () => durable >= first + 3000, { timeoutMs: 30_000 });
+      // Another process may not write the same store meanwhile.
+      await assert.rejects(HistoryStore.open(options(d)), {
+        code: 'E_STORAGE',
+        message: /in use by process \d+ on .*: give each instance its own BRIDGE_HISTORY_DIR/,
+      });
     } finally {
       child.kill('SIGKILL');
       await waitEvent(child, 'exit');

@@ -1,5 +1,5 @@
 /**
- * Room: bridge/history. he history store as the main thread sees it: `append()` encodes an event into the current batch
+ * Room: bridge/history. The history store as the main thread sees it: `append()` encodes an event into the current batch
  * (codec.ts, well under a microsecond) and returns; batches go to the history worker (worker.ts,
  * engine.ts) every `flushMs` or when full, as transferred buffers. Nothing on the ingest path ever
  * waits for the store, and the main thread does no disk I/O for it.
@@ -23,6 +23,7 @@ import { BatchEncoder, type HistoryInput } from './codec.js';
 import type {
   AfterPage,
   AfterQuery,
+  DevicesQuery,
   HistoryEngineOptions,
   HistoryOpenInfo,
   HistoryStats,
@@ -223,6 +224,11 @@ export class HistoryStore {
   /** One device's readings in a time range, raw or downsampled (see HistoryEngine.range). */
   range(q: RangeQuery): Promise<RangeResult> {
     return this.request('range', q) as Promise<RangeResult>;
+  }
+
+  /** The feeds with history in a time range (see HistoryEngine.devices). */
+  devices(q: DevicesQuery): Promise<string[]> {
+    return this.request('devices', q) as Promise<string[]>;
   }
 
   async stats(): Promise<HistoryStoreStats> {

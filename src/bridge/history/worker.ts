@@ -1,11 +1,11 @@
 /**
- * Room: bridge/history. he history worker thread: hosts the engine (engine.ts), so its disk I/O, column building,
+ * Room: bridge/history. The history worker thread: hosts the engine (engine.ts), so its disk I/O, column building,
  * sealing, recovery and query work never run on the main event loop. Messages (store.ts is the
  * other side):
  *
  * ```
  * main → worker  { t: 'batch', data, length }          a batch record (ArrayBuffer, transferred)
- *                { t: 'req', id, op, args }             op: after | range | stats | close
+ *                { t: 'req', id, op, args }             op: after | range | devices | stats | close
  * worker → main  { t: 'ready', info, maintenanceMs } | { t: 'failed', error }
  *                { t: 'buffer', data }                  a batch's buffer, back for reuse (transferred)
  *                { t: 'ack', bytes }                    a batch is written (or dropped)
@@ -61,6 +61,8 @@ async function main(): Promise<void> {
         return engine.after(args as Parameters<HistoryEngine['after']>[0]);
       case 'range':
         return engine.range(args as Parameters<HistoryEngine['range']>[0]);
+      case 'devices':
+        return engine.devices(args as Parameters<HistoryEngine['devices']>[0]);
       case 'stats':
         return engine.stats();
       case 'close':

@@ -1,9 +1,11 @@
 /**
- * Room: bridge/live. The in-memory live broker (one instance). Cursors are `<epoch>-<position>`: the epoch is drawn at
- * start-up, so a cursor from a previous run (or another instance) is unknown and yields a gap; the
- * position counts every event. The history is a ring bounded by count and by JSON bytes; because
- * positions are contiguous, finding a cursor in it is arithmetic. An event's JSON (and its cursor
- * text) is built when first read, not when published.
+ * Room: bridge/live. The in-memory live broker (one instance). Cursors are `<epoch>-<position>`:
+ * the epoch and the first position come from the history store (kept across restarts, so a cursor
+ * from before a restart resumes from the store), else the epoch is drawn at start-up and a cursor
+ * from a previous run (or another instance) is unknown and yields a gap; the position counts every
+ * event. The history is a ring bounded by count and by JSON bytes; because positions are
+ * contiguous, finding a cursor in it is arithmetic. An event's JSON (and its cursor text) is built
+ * when first read, not when published.
  */
 import { randomBytes } from 'node:crypto';
 import { type FeedPattern, feedName } from '../../feeds.js';
@@ -17,6 +19,12 @@ export interface MemoryBrokerOptions {
   readonly historyBytes: number;
   /** Feeds whose latest state is kept for snapshots; the least recently updated go first. Default 200 000. */
   readonly maxFeeds?: number;
+  /**
+   * The cursors' epoch and first position, from the history store (its `info`), so cursors continue
+   * across restarts and a browser resumes from one issued before. Default: a new epoch, from 1.
+   */
+  readonly epoch?: string;
+  readonly nextPosition?: number;
 }
 
 const CURSOR_RE = /^([0-9a-z]{1,32})-([0-9]{1,15})$/;
@@ -40,10 +48,10 @@ class MemoryEvent implements LiveEvent {
     readonly position: number,
     readonly time: number,
     /** The fields after the envelope, as published. */
-    readonly body: PublishInput['body'],
+    readonly fields: PublishInput['body'],
   ) {
     // A cursor is the epoch, `-` and at most 16 digits.
-    this.bytes = eventBytesAtMost(kind, feed, device, epoch.length + 17, body);
+    this.bytes = eventBytesAtMost(kind, feed, device, epoch.length + 17, fields);
   }
 
   get cursor(): string {
@@ -52,8 +60,12 @@ class MemoryEvent implements LiveEvent {
   }
 
   get json(): Buffer {
-    this.built ??= eventJson(this.kind, this.feed, this.device, this.cursor, JSON.stringify(this.body));
+    this.built ??= eventJson(this.kind, this.feed, this.device, this.cursor, JSON.stringify(this.fields));
     return this.built;
+  }
+
+  get key(): { major: number; minor: number } {
+    return { major: this.position, minor: 0 };
   }
 
   snapshotJson(): Buffer {
@@ -67,8 +79,8 @@ class MemoryEvent implements LiveEvent {
 }
 
 export class MemoryLiveBroker implements LiveBroker {
-  readonly epoch = Date.now().toString(36) + randomBytes(3).toString('hex');
-  private position = 0;
+  readonly epoch: string;
+  private position: number;
   private readonly history: HistoryRing<MemoryEvent>;
   private readonly latestByFeed = new Map<string, MemoryEvent>();
   private readonly listeners = new Set<(event: LiveEvent) => void>();
@@ -77,6 +89,8 @@ export class MemoryLiveBroker implements LiveBroker {
   constructor(options: MemoryBrokerOptions) {
     this.history = new HistoryRing(options.historyCount, options.historyBytes);
     this.maxFeeds = options.maxFeeds ?? 200_000;
+    this.epoch = options.epoch ?? Date.now().toString(36) + randomBytes(3).toString('hex');
+    this.position = (options.nextPosition ?? 1) - 1;
   }
 
   publish(input: PublishInput): void {
@@ -106,6 +120,10 @@ export class MemoryLiveBroker implements LiveBroker {
     for (let p = from + 1; p <= this.position && out.length < limit; p++)
       out.push(this.history.at(p - first));
     return out;
+  }
+
+  head(): string {
+    return `${this.epoch}-${this.position}`;
   }
 
   latest(patterns: readonly FeedPattern[]): LiveEvent[] {

@@ -58,6 +58,24 @@ export interface RedisBrokerOptions {
   readonly readCount?: number;
   /** XREAD BLOCK timeout, ms (how soon close() is noticed without a disconnect). Default 5000. */
   readonly blockMs?: number;
+  /** The history store, fed with every event the reader reads (history-feed.ts). */
+  readonly history?: StreamHistory;
+}
+
+/** The history store as the stream's reader feeds it. */
+export interface StreamHistory {
+  /**
+   * The newest stream ID it holds. When the stream still holds what followed it, the reader starts
+   * right after it: the events published while this instance was away are streamed once more (the
+   * window and the store get them), so the store has no hole across a restart.
+   */
+  readonly resumeAfter: string | undefined;
+  /** Takes every event the reader reads, before any listener. */
+  append(event: LiveEvent): void;
+  /** The next event appended directly follows the one with this ID. */
+  continueAfter(id: string): void;
+  /** Events may be missing before the next one (the stream was trimmed past the reader). */
+  breakContinuity(): void;
 }
 
 /** What the read loop's awaits yield once close() was called. */
@@ -104,8 +122,14 @@ class StreamEvent implements LiveEvent {
     public position: number,
     readonly time: number,
     readonly json: Buffer,
+    /** The fields' JSON as read from the stream. */
+    readonly fields: string,
   ) {
     this.bytes = json.length;
+  }
+
+  get key(): { major: number; minor: number } {
+    return { major: this.id.ms, minor: this.id.seq };
   }
 
   snapshotJson(): Buffer {
@@ -130,7 +154,7 @@ function decodeEntry(id: string, entry: string): StreamEvent | undefined {
   if (kind !== 'telemetry' && kind !== 'status') return undefined;
   const feed = feedName(kind, device);
   const json = eventJson(kind, feed, device, id, body);
-  return new StreamEvent(kind, device, feed, id, parsed, 0, Number(time), json);
+  return new StreamEvent(kind, device, feed, id, parsed, 0, Number(time), json, body);
 }
 
 type RedisWithScript = Redis & {
@@ -256,6 +280,7 @@ export class RedisLiveBroker implements LiveBroker {
     const cursor = parseId(since);
     if (!cursor) return 'gap';
     if (this.holeAt && compareIds(cursor, this.holeAt) < 0) return 'gap'; // events after it were lost
+    if (since === this.lastId) return []; // nothing read after it yet
     if (this.history.size === 0) return this.floor && compareIds(cursor, this.floor) === 0 ? [] : 'gap';
     const newest = this.history.at(this.history.size - 1);
     const oldest = this.history.at(0);
@@ -280,6 +305,10 @@ export class RedisLiveBroker implements LiveBroker {
     const out: LiveEvent[] = [];
     for (let i = from; i < this.history.size && out.length < limit; i++) out.push(this.history.at(i));
     return out;
+  }
+
+  head(): string {
+    return this.lastId;
   }
 
   latest(patterns: readonly FeedPattern[]): LiveEvent[] {
@@ -324,8 +353,12 @@ export class RedisLiveBroker implements LiveBroker {
       const event = space > 0 ? decodeEntry(value.slice(0, space), value.slice(space + 1)) : undefined;
       if (event) byId.set(event.cursor, event);
     }
+    // Resuming the history store: the window stops at what it holds; the reader streams the rest
+    // (and follows its publishers' numbers then: followed here too, they would be read as repeats).
+    const resume = await this.resumePoint();
     const windowIds: string[] = [];
     for (const [id, fields] of tail.reverse()) {
+      if (resume && compareIds(parseId(id)!, resume) > 0) break;
       if (this.follow(fieldValue(fields, 'p')) === 'repeat') continue; // where each publisher stands
       const event = byId.get(id) ?? decodeEntry(id, fieldValue(fields, 'e'));
       if (!event) continue;
@@ -338,8 +371,23 @@ export class RedisLiveBroker implements LiveBroker {
       rememberLatest(this.latestByFeed, event.feed, event, this.maxFeeds);
     }
     for (const id of windowIds) this.history.push(byId.get(id)!);
-    const newest = windowIds.at(-1);
-    if (newest) this.lastId = newest;
+    const newest = this.history.size > 0 ? this.history.at(this.history.size - 1).cursor : undefined;
+    if (resume) {
+      this.lastId = this.options.history!.resumeAfter!;
+      this.options.history!.continueAfter(this.lastId);
+    } else if (newest) this.lastId = newest;
+  }
+
+  /** The history's `resumeAfter` when the stream still holds every event after it; else undefined. */
+  private async resumePoint(): Promise<StreamId | undefined> {
+    const from = this.options.history?.resumeAfter;
+    const after = from === undefined ? undefined : parseId(from);
+    if (!after) return undefined;
+    const first = await this.reader.xrange(this.streamKey, '-', '+', 'COUNT', 1);
+    const firstId = first[0] ? parseId(first[0][0]) : undefined;
+    // An empty stream, or one trimmed past it: what followed may be gone.
+    if (!firstId || compareIds(firstId, after) > 0) return undefined;
+    return after;
   }
 
   private async readLoop(): Promise<void> {
@@ -380,7 +428,7 @@ export class RedisLiveBroker implements LiveBroker {
 
   /** After a reconnect: if the stream was trimmed past our last ID, the window has a hole. */
   private async checkContinuity(): Promise<void> {
-    if (this.history.size === 0) return;
+    if (this.lastId === '0-0') return; // nothing read yet: the reader starts from the beginning
     const first = await this.untilClosed(this.reader.xrange(this.streamKey, '-', '+', 'COUNT', 1));
     if (first === CLOSED) return;
     const firstId = first[0] ? parseId(first[0][0]) : undefined;
@@ -405,6 +453,7 @@ export class RedisLiveBroker implements LiveBroker {
     event.position = ++this.position;
     this.history.push(event);
     rememberLatest(this.latestByFeed, event.feed, event, this.maxFeeds);
+    this.options.history?.append(event);
     for (const listener of this.listeners) listener(event);
   }
 
@@ -429,6 +478,8 @@ export class RedisLiveBroker implements LiveBroker {
   /** Events before the entry `at` were lost: tell the listeners, and refuse resumes across it. */
   private lost(at: StreamId | undefined): void {
     if (at && (!this.holeAt || compareIds(at, this.holeAt) > 0)) this.holeAt = at;
+    // The history store too: a cursor from before the hole gets gap there as well.
+    this.options.history?.breakContinuity();
     this.gaps++;
     const now = Date.now();
     if (now - this.gapLoggedAt > GAP_LOG_INTERVAL_MS) {

@@ -30,6 +30,16 @@ export interface LiveEvent {
   readonly json: Buffer;
   /** The same object with `type: "snapshot"`, built on first use. */
   snapshotJson(): Buffer;
+  /**
+   * The cursor's ordering key, for the history store: `(position, 0)` in the memory broker, the
+   * stream ID's `(ms, seq)` on Redis (src/bridge/history/key.ts).
+   */
+  readonly key: { readonly major: number; readonly minor: number };
+  /**
+   * Its kind-specific fields as published (memory broker), or their JSON where only that is at hand
+   * (Redis reads it back from the stream): what the history store keeps of it.
+   */
+  readonly fields: TelemetryBody | StatusBody | string;
 }
 
 /** A message to stream: its kind-specific fields (`body`) follow the envelope type/feed/device/cursor. */
@@ -49,6 +59,11 @@ export interface LiveBroker {
    * cursor is unknown (another epoch, malformed, or from the future) or older than the history kept.
    */
   after(since: string, limit: number): readonly LiveEvent[] | 'gap';
+  /**
+   * The cursor of the newest event streamed: `after(head())` is `[]` until the next one. Before the
+   * first event, a cursor that `after()` answers the same way.
+   */
+  head(): string;
   /** The latest event of every feed matching one of the patterns, in cursor order. */
   latest(patterns: readonly FeedPattern[]): LiveEvent[];
   /** Registers a listener for every published event; returns the unsubscribe function. */

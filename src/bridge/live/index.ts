@@ -1,7 +1,7 @@
 /**
  * Room: bridge/live. The live channel's endpoints for browsers (contract §5): `/live` (JSON over
- * WebSocket) and `/live/sse`, on top of the hub (hub.ts), which streams accepted messages to every
- * connection. A heartbeat every BRIDGE_LIVE_PING_MS pings WebSocket peers, keeps SSE streams alive,
+ * WebSocket), `/live/sse` and `/api/history` (same tokens), on top of the hub (hub.ts), which streams
+ * accepted messages to every connection, and the history (history-source.ts) behind resumes. A heartbeat every BRIDGE_LIVE_PING_MS pings WebSocket peers, keeps SSE streams alive,
  * and closes connections whose token expired or was revoked.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -10,6 +10,8 @@ import { CLOSE_CODES } from '../../../web/client/protocol.js';
 import type { TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../log.js';
+import { handleHistoryApi } from './history-api.js';
+import type { LiveHistory } from './history-source.js';
 import type { LiveHub } from './hub.js';
 import { requestUrl } from './request-auth.js';
 import { handleSse } from './sse.js';
@@ -24,6 +26,8 @@ export interface LiveChannelDeps {
   readonly log: Logger;
   readonly tokens: TokenService;
   readonly hub: LiveHub;
+  /** The history store and InfluxDB read back (resumes, `history`, /api/history); none: history off. */
+  readonly history?: LiveHistory | undefined;
   /** Publishes a `Command` to `devices/<deviceId>/commands`; resolves once the broker took it. */
   sendCommand(deviceId: string, cmd: DeviceCommand): Promise<void>;
 }
@@ -43,7 +47,15 @@ export function createLiveChannel(deps: LiveChannelDeps): LiveChannel {
   const { log } = deps; // the caller names the module (app.ts: log.child({ module: 'live' }))
   let closing = false;
 
-  const common = { config, log, tokens, broker: hub.broker, registry: hub, isClosing: () => closing };
+  const common = {
+    config,
+    log,
+    tokens,
+    broker: hub.broker,
+    registry: hub,
+    history: deps.history,
+    isClosing: () => closing,
+  };
   const ws = createWsEndpoint({ ...common, sendCommand: deps.sendCommand });
 
   const heartbeat = setInterval(() => {
@@ -80,6 +92,10 @@ export function createLiveChannel(deps: LiveChannelDeps): LiveChannel {
       const url = requestUrl(req);
       if (url?.pathname === '/live/sse') {
         handleSse(common, req, res, url);
+        return true;
+      }
+      if (url?.pathname === '/api/history') {
+        handleHistoryApi(common, req, res, url);
         return true;
       }
       if (url?.pathname === '/live') {

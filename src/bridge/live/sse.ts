@@ -14,6 +14,7 @@ import { isFeedPattern, parseFeedFilter } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import type { LiveBroker } from './broker.js';
 import type { ClientRegistry, LiveClient } from './client.js';
+import type { LiveHistory } from './history-source.js';
 import { originAllowed, tokenOf } from './request-auth.js';
 import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
 
@@ -23,6 +24,7 @@ export interface SseDeps {
   readonly tokens: TokenService;
   readonly broker: LiveBroker;
   readonly registry: ClientRegistry;
+  readonly history?: LiveHistory | undefined;
   isClosing(): boolean;
 }
 
@@ -60,6 +62,12 @@ export function handleSse(deps: SseDeps, req: IncomingMessage, res: ServerRespon
   const lastEventId = req.headers['last-event-id'];
   const since =
     (typeof lastEventId === 'string' && lastEventId) || url.searchParams.get('since') || undefined;
+  // `history` (and `points`) as in `subscribe`; a reconnecting EventSource sends Last-Event-ID,
+  // which resumes instead (the history was shown already).
+  const history = since === undefined ? (url.searchParams.get('history') ?? undefined) : undefined;
+  const pointsText = history === undefined ? null : url.searchParams.get('points');
+  const points =
+    pointsText === null ? undefined : /^[0-9]{1,9}$/.test(pointsText) ? Number(pointsText) : pointsText;
 
   deps.tokens.verify(token).then(
     (claims) => {
@@ -107,10 +115,17 @@ export function handleSse(deps: SseDeps, req: IncomingMessage, res: ServerRespon
       const client: LiveClient = {
         transport: 'sse',
         claims,
-        session: new LiveSession(deps.broker, transport, scope, config.live, (why) => {
-          if (why === 'overflow') log.info({ jti: claims.jti }, 'live: slow SSE reader closed');
-          deps.registry.remove(client);
-        }),
+        session: new LiveSession(
+          deps.broker,
+          transport,
+          scope,
+          config.live,
+          (why) => {
+            if (why === 'overflow') log.info({ jti: claims.jti }, 'live: slow SSE reader closed');
+            deps.registry.remove(client);
+          },
+          deps.history,
+        ),
         tick() {
           if (!res.writableEnded) res.write(': ping\n\n');
         },
@@ -125,7 +140,7 @@ export function handleSse(deps: SseDeps, req: IncomingMessage, res: ServerRespon
       const failure =
         feeds.length === 0
           ? { code: 'bad_request' as const, message: 'feeds=<filter>[,<filter>] is required' }
-          : session.subscribe('sse', feeds, since);
+          : session.subscribe('sse', feeds, since, { history, points });
       if (failure) {
         session.end();
         answer(res, STATUS_OF[failure.code], failure.code, failure.message);

@@ -36,6 +36,7 @@ import { corkForTurn } from '../../turn-cork.js';
 import { WsHeartbeat } from '../../ws-heartbeat.js';
 import type { LiveBroker } from './broker.js';
 import type { ClientRegistry, LiveClient } from './client.js';
+import type { LiveHistory } from './history-source.js';
 import { originAllowed, requestUrl, tokenOf } from './request-auth.js';
 import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
 import type { DeviceCommand } from './types.js';
@@ -57,6 +58,8 @@ export interface WsEndpointDeps {
   readonly tokens: TokenService;
   readonly broker: LiveBroker;
   readonly registry: ClientRegistry;
+  /** Resumes older than the broker's window and `history` windows; none: the broker alone. */
+  readonly history?: LiveHistory | undefined;
   sendCommand(deviceId: string, cmd: DeviceCommand): Promise<void>;
   /** True once the channel is closing: new connections get 503. */
   isClosing(): boolean;
@@ -150,10 +153,17 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
     const client: LiveClient = {
       transport: 'ws',
       claims,
-      session: new LiveSession(deps.broker, transport, scope, config.live, (why) => {
-        if (why === 'overflow') log.info({ jti: claims.jti }, 'live: slow reader closed (1013)');
-        deps.registry.remove(client);
-      }),
+      session: new LiveSession(
+        deps.broker,
+        transport,
+        scope,
+        config.live,
+        (why) => {
+          if (why === 'overflow') log.info({ jti: claims.jti }, 'live: slow reader closed (1013)');
+          deps.registry.remove(client);
+        },
+        deps.history,
+      ),
       tick() {
         if (!heartbeat.beat(ws)) log.debug({ jti: claims.jti }, 'live: no pong, terminated');
       },
@@ -211,7 +221,10 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
       let failure: { code: ErrorCode; message: string } | undefined;
       switch (message['type']) {
         case 'subscribe':
-          failure = session.subscribe(id, message['feeds'], message['since']);
+          failure = session.subscribe(id, message['feeds'], message['since'], {
+            history: message['history'],
+            points: message['points'],
+          });
           break;
         case 'unsubscribe':
           failure = session.unsubscribe(id, message['feeds']);
