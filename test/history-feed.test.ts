@@ -15,10 +15,11 @@ import { parseCursor } from '../src/bridge/history/key.js';
 import { HistoryStore } from '../src/bridge/history/store.js';
 import type { LiveBroker } from '../src/bridge/live/broker.js';
 import { MemoryLiveBroker } from '../src/bridge/live/broker-memory.js';
-import { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
+import type { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
 import { HistoryFeed } from '../src/bridge/live/history-feed.js';
 import { createLogger } from '../src/log.js';
 import { RedisHealth } from '../src/redis.js';
+import { openRedisLiveBroker } from './support/live-events.js';
 import { startRedis } from './support/redis.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
@@ -127,13 +128,9 @@ describe('the Redis broker feeds the store', { skip }, () => {
   ): Promise<{ broker: RedisLiveBroker; health: RedisHealth }> {
     if ('skip' in redis) throw new Error('no redis');
     const health = new RedisHealth(log);
-    const broker = await RedisLiveBroker.open({
-      redis: { url: redis.url },
-      health,
-      log,
-      historyCount,
-      historyBytes: 1 << 20,
+    const broker = await openRedisLiveBroker(redis.url, health, {
       keyPrefix,
+      historyCount,
       blockMs: 200,
       ...(store ? { history: new HistoryFeed(store) } : {}),
     });

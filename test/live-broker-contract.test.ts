@@ -15,12 +15,11 @@
 import assert from 'node:assert/strict';
 import type { LiveBroker, LiveEvent } from '../src/bridge/live/broker.js';
 import { MemoryLiveBroker } from '../src/bridge/live/broker-memory.js';
-import { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
 import { type FeedPattern, parseFeedFilter } from '../src/feeds.js';
 import { createLogger } from '../src/log.js';
 import { RedisHealth } from '../src/redis.js';
 import { contractSuite } from './support/contract.js';
-import { publishSeq, seqs } from './support/live-events.js';
+import { openRedisLiveBroker, publishSeq, seqs } from './support/live-events.js';
 import { startRedis } from './support/redis.js';
 import { waitFor } from './support/wait.js';
 
@@ -165,15 +164,7 @@ contract('Redis Streams (redis-server)', async () => {
   let prefixes = 0;
   return brokers(
     (historyCount) =>
-      RedisLiveBroker.open({
-        redis: { url: redis.url },
-        health,
-        log,
-        historyCount,
-        historyBytes: 1 << 20,
-        keyPrefix: `contract${++prefixes}`,
-        blockMs: 500,
-      }),
+      openRedisLiveBroker(redis.url, health, { keyPrefix: `contract${++prefixes}`, historyCount }),
     async () => {
       health.close();
       await redis.stop();

@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { LiveEvent } from '../src/bridge/live/broker.js';
-import { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
+import type { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
 import { parseFeedFilter } from '../src/feeds.js';
 import { createLogger } from '../src/log.js';
 import { RedisHealth } from '../src/redis.js';
-import { publishSeq, seqs } from './support/live-events.js';
+import { openRedisLiveBroker, publishSeq, seqs } from './support/live-events.js';
 import { startRedis } from './support/redis.js';
 import { waitFor } from './support/wait.js';
 
@@ -26,15 +26,7 @@ async function open(
 ): Promise<{ broker: RedisLiveBroker; events: LiveEvent[]; health: RedisHealth }> {
   if ('skip' in redis) throw new Error('no redis');
   const health = new RedisHealth(log);
-  const broker = await RedisLiveBroker.open({
-    redis: { url: redis.url },
-    health,
-    log,
-    historyCount,
-    historyBytes: 1 << 20,
-    keyPrefix,
-    blockMs: 500,
-  });
+  const broker = await openRedisLiveBroker(redis.url, health, { keyPrefix, historyCount });
   const events: LiveEvent[] = [];
   broker.onMessage((e) => events.push(e));
   return { broker, events, health };

@@ -13,7 +13,6 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import type { LiveBroker, LiveEvent } from '../src/bridge/live/broker.js';
 import { MemoryLiveBroker } from '../src/bridge/live/broker-memory.js';
-import { RedisLiveBroker } from '../src/bridge/live/broker-redis.js';
 import { LiveHub } from '../src/bridge/live/hub.js';
 import type { Reading, StatusChange } from '../src/bridge/reading.js';
 import type { Sink } from '../src/bridge/sink.js';
@@ -24,6 +23,7 @@ import { createMetrics, type Metrics } from '../src/metrics.js';
 import { RedisHealth } from '../src/redis.js';
 import { contractSuite } from './support/contract.js';
 import { type InfluxdServer, ledger, startInfluxd } from './support/influx.js';
+import { openRedisLiveBroker } from './support/live-events.js';
 import { type RedisServer, startRedis } from './support/redis.js';
 import { tempDir } from './support/services.js';
 import { waitFor } from './support/wait.js';
@@ -208,15 +208,7 @@ contract('live hub (Redis live broker)', async () => {
   if ('skip' in started) return started;
   redis = started;
   const health = new RedisHealth(log);
-  const broker = await RedisLiveBroker.open({
-    redis: { url: started.url },
-    health,
-    log,
-    historyCount: 100,
-    historyBytes: 1 << 20,
-    keyPrefix: 'sink-contract',
-    blockMs: 500,
-  });
+  const broker = await openRedisLiveBroker(started.url, health, { keyPrefix: 'sink-contract' });
   return hubUnderTest(broker, async () => {
     health.close();
     await redis?.stop();
