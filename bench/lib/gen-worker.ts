@@ -47,7 +47,7 @@ const CONNECT_CONCURRENCY = 64;
 const epochMs = () => performance.timeOrigin + performance.now();
 
 async function ingest(p: Extract<WorkerTask, { task: 'ingest' }>): Promise<Running> {
-  const rec = new LatencyRecorder();
+  let rec = new LatencyRecorder();
   let running = false;
   let sent = 0;
   let acked = 0;
@@ -108,6 +108,11 @@ async function ingest(p: Extract<WorkerTask, { task: 'ingest' }>): Promise<Runni
       running = true;
       for (const c of conns) (c as Conn & { kick: () => void }).kick();
     },
+    // The end of a warm-up: latencies from here on.
+    arm() {
+      rec = new LatencyRecorder();
+    },
+    progress: () => acked,
     async stop() {
       running = false;
       if (inflight > 0) {

@@ -207,26 +207,23 @@ export function evaluateTargets(results: readonly ScenarioResult[]): Target[] {
     detail: lb ? `${lb.primary.value} ms (generator CPU ${lb.generatorCpuPercent}%)` : 'not measured',
     scenario: 'live-fanout',
   });
-  // Gated on CPU per message (the throughput ratio with a whole core each): on this shared machine a
-  // round's throughput follows the share of core 0 the bridge got, which moves by 2× between rounds.
+  // Gated on CPU per message (the throughput ratio with a whole core each), each round's two bridges
+  // measured over the same seconds on the same core: on this shared machine a round's throughput
+  // follows the share of core 0 a bridge got, which moves by 2× from one minute to the next.
   const hOn = row('history-ingest', 'bridge');
   const hOff = row('history-ingest', 'bridge (history off)');
-  const hCpu = ratioOf(
-    numberOf(hOff?.extra['medianMicrosPerMsg']),
-    numberOf(hOn?.extra['medianMicrosPerMsg']),
-  );
-  const hRate = ratioOf(hOn?.primary.value, hOff?.primary.value);
+  const hRatio = numberOf(hOn?.extra['medianRoundRatio']);
   targets.push({
-    name: `ingest with the history store ≥ ${LIMITS.historyIngestRatio}× without it by CPU per message (store writes ≤ 10 % of throughput; alternating rounds, same core)`,
+    name: `ingest with the history store ≥ ${LIMITS.historyIngestRatio}× without it by CPU per message (store writes ≤ 10 % of throughput; both bridges at once on one core, median of the rounds' ratios)`,
     met:
-      hCpu === undefined
+      hRatio === undefined
         ? undefined
-        : hCpu >= LIMITS.historyIngestRatio && hOn!.extra['allDbCountsEqualAcked'] === true,
-    ...(hCpu !== undefined ? { ratio: hCpu } : {}),
+        : hRatio >= LIMITS.historyIngestRatio && hOn!.extra['allDbCountsEqualAcked'] === true,
+    ...(hRatio !== undefined ? { ratio: hRatio } : {}),
     detail:
-      hCpu === undefined
+      hRatio === undefined
         ? 'not measured'
-        : `median µs/msg ${hOn!.extra['medianMicrosPerMsg']} on vs ${hOff!.extra['medianMicrosPerMsg']} off = ${hCpu}× (rounds on: ${hOn!.extra['roundsMicrosPerMsg']}; off: ${hOff!.extra['roundsMicrosPerMsg']}); median msg/s ${hOn!.primary.value} vs ${hOff!.primary.value} = ${hRate}× (rounds on: ${hOn!.extra['roundsMsgPerS']}; off: ${hOff!.extra['roundsMsgPerS']})`,
+        : `round ratios (off ÷ on µs/msg) ${hOn!.extra['roundRatios']}; median µs/msg ${hOn!.extra['medianMicrosPerMsg']} on vs ${hOff!.extra['medianMicrosPerMsg']} off (rounds on: ${hOn!.extra['roundsMicrosOn']}; off: ${hOn!.extra['roundsMicrosOff']}); msg/s rounds on: ${hOn!.extra['roundsMsgPerSOn']}; off: ${hOn!.extra['roundsMsgPerSOff']}`,
     scenario: 'history-ingest',
   });
   const hq = row('history-query', 'bridge');
