@@ -112,6 +112,11 @@ const MIN_BATCH_BYTES = 16 << 10;
  */
 export class BatchEncoder {
   private buf: Buffer | undefined;
+  /**
+   * The same memory as `buf`: DataView stores compile to single machine stores, where Buffer's
+   * writeDoubleLE copies eight bytes one at a time (half the encoder's time went there).
+   */
+  private view: DataView | undefined;
   /** Size of the next batch's buffer: twice the last batch, within [16 KiB, capacity]. */
   private nextSize = MIN_BATCH_BYTES;
   private pos = FIRST_EVENT;
@@ -168,20 +173,21 @@ export class BatchEncoder {
    * An event larger than the capacity is added to an empty batch all the same.
    */
   add(e: HistoryInput): boolean {
-    this.buf ??= this.allocate(this.nextSize);
+    if (!this.buf) this.use(this.allocate(this.nextSize));
     const names = this.nameList.length;
     const namesBytes = this.namesBytes;
-    let end = this.write(e, this.buf, this.pos);
+    let end = this.write(e, this.buf!, this.view!, this.pos);
     while (end < 0) {
       // Undo the names this event interned.
       for (const name of this.nameList.splice(names)) this.names.delete(name);
       this.namesBytes = namesBytes;
-      if (this.count > 0 && this.buf.length >= this.capacity) return false;
+      const buf = this.buf!;
+      if (this.count > 0 && buf.length >= this.capacity) return false;
       // An empty batch (one event larger than a batch) or a small first buffer: a larger one.
-      const larger = Buffer.allocUnsafeSlow(this.buf.length * 2);
-      this.buf.copy(larger, 0, 0, this.pos);
-      this.buf = larger;
-      end = this.write(e, larger, this.pos);
+      const larger = Buffer.allocUnsafeSlow(buf.length * 2);
+      buf.copy(larger, 0, 0, this.pos);
+      this.use(larger);
+      end = this.write(e, larger, this.view!, this.pos);
     }
     this.pos = end;
     if (this.count === 0) {
@@ -229,6 +235,7 @@ export class BatchEncoder {
     }
     this.nextSize = Math.min(this.capacity, Math.max(MIN_BATCH_BYTES, 2 * p));
     this.buf = undefined;
+    this.view = undefined;
     this.pos = FIRST_EVENT;
     this.count = 0;
     this.names.clear();
@@ -237,31 +244,36 @@ export class BatchEncoder {
     return buf.subarray(0, p);
   }
 
+  private use(buf: Buffer): void {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.length);
+  }
+
   /** Writes the event at `p`; returns where it ends, or -1 when it (and the names table) would not fit. */
-  private write(e: HistoryInput, buf: Buffer, p: number): number {
+  private write(e: HistoryInput, buf: Buffer, v: DataView, p: number): number {
     const room = buf.length;
     if (p + EVENT_HEADER_BYTES + TELEMETRY_FIELDS_BYTES > room) return -1;
     const device = this.intern(e.device);
     if (device < 0) return this.writeJson(e, fieldsJson(e), buf, p);
     buf[p] = KIND_CODE[e.kind];
-    buf.writeUInt32LE(device, p + 4);
-    buf.writeDoubleLE(e.key.major, p + 8);
-    buf.writeDoubleLE(e.key.minor, p + 16);
-    buf.writeDoubleLE(e.time, p + 24);
+    v.setUint32(p + 4, device, true);
+    v.setFloat64(p + 8, e.key.major, true);
+    v.setFloat64(p + 16, e.key.minor, true);
+    v.setFloat64(p + 24, e.time, true);
     if (e.json !== undefined) return this.writeJson(e, e.json, buf, p);
     let q = p + EVENT_HEADER_BYTES;
     if (e.kind === 'status') {
       const firmware = this.intern(e.firmware ?? '');
       if (firmware < 0) return this.writeJson(e, fieldsJson(e), buf, p);
       buf[p + 1] = 0;
-      buf.writeUInt16LE(0, p + 2);
-      buf.writeUInt32LE(STATE_CODE[e.state ?? ''] ?? 0, q); // state in the low byte, then 3 zero bytes
-      buf.writeUInt32LE(firmware, q + 4);
+      v.setUint16(p + 2, 0, true);
+      v.setUint32(q, STATE_CODE[e.state ?? ''] ?? 0, true); // state in the low byte, then 3 zero bytes
+      v.setUint32(q + 4, firmware, true);
       q += STATUS_FIELDS_BYTES;
       return q + this.namesBytes > room ? -1 : q;
     }
     buf[p + 1] = 0;
-    buf.writeDoubleLE(e.seq ?? 0, q);
+    v.setFloat64(q, e.seq ?? 0, true);
     q += TELEMETRY_FIELDS_BYTES;
     let n = 0;
     const values = e.values;
@@ -270,8 +282,8 @@ export class BatchEncoder {
         if (q + VALUE_BYTES > room) return -1;
         const id = this.intern(name);
         if (id < 0) return this.writeJson(e, fieldsJson(e), buf, p);
-        buf.writeUInt32LE(id, q);
-        buf.writeDoubleLE(values[name] as number, q + 4);
+        v.setUint32(q, id, true);
+        v.setFloat64(q + 4, values[name] as number, true);
         q += VALUE_BYTES;
         n++;
       }
@@ -284,15 +296,15 @@ export class BatchEncoder {
         const id = this.intern(name);
         const value = this.intern(labels[name] as string);
         if (id < 0 || value < 0) return this.writeJson(e, fieldsJson(e), buf, p);
-        buf.writeUInt32LE(id, q);
-        buf.writeUInt32LE(value, q + 4);
+        v.setUint32(q, id, true);
+        v.setUint32(q + 4, value, true);
         q += LABEL_BYTES;
         m++;
       }
     }
-    buf.writeUInt16LE(n, p + 2);
-    buf.writeUInt16LE(m, p + EVENT_HEADER_BYTES + 8);
-    buf.writeUInt16LE(0, p + EVENT_HEADER_BYTES + 10);
+    v.setUint16(p + 2, n, true);
+    v.setUint16(p + EVENT_HEADER_BYTES + 8, m, true);
+    v.setUint16(p + EVENT_HEADER_BYTES + 10, 0, true);
     return q + this.namesBytes > room ? -1 : q;
   }
 
@@ -420,7 +432,11 @@ export class EventReader {
   minor = 0;
   time = 0;
 
+  /** The payload's memory: DataView loads compile to single machine loads (see BatchEncoder.view). */
+  private readonly view: DataView;
+
   constructor(private readonly payload: Buffer) {
+    this.view = new DataView(payload.buffer, payload.byteOffset, payload.length);
     this.end = payload.readUInt32LE(72);
     const n = payload.readUInt32LE(76);
     this.nameAt = new Int32Array(n);
@@ -461,28 +477,28 @@ export class EventReader {
   }
 
   next(): boolean {
-    const { payload } = this;
+    const { payload, view } = this;
     if (this.pos >= this.end) return false;
     const p = this.pos;
     this.kind = payload[p] === 2 ? 'status' : 'telemetry';
     this.isJson = payload[p + 1] === FORM_JSON;
-    this.deviceIndex = payload.readUInt32LE(p + 4);
-    this.major = payload.readDoubleLE(p + 8);
-    this.minor = payload.readDoubleLE(p + 16);
-    this.time = payload.readDoubleLE(p + 24);
+    this.deviceIndex = view.getUint32(p + 4, true);
+    this.major = view.getFloat64(p + 8, true);
+    this.minor = view.getFloat64(p + 16, true);
+    this.time = view.getFloat64(p + 24, true);
     const q = p + EVENT_HEADER_BYTES;
     this.fieldsAt = q;
     if (this.isJson) {
       this.valueCount = 0;
       this.labelCount = 0;
-      this.pos = q + JSON_LENGTH_BYTES + payload.readUInt32LE(q);
+      this.pos = q + JSON_LENGTH_BYTES + view.getUint32(q, true);
     } else if (this.kind === 'status') {
       this.valueCount = 0;
       this.labelCount = 0;
       this.pos = q + STATUS_FIELDS_BYTES;
     } else {
-      this.valueCount = payload.readUInt16LE(p + 2);
-      this.labelCount = payload.readUInt16LE(q + 8);
+      this.valueCount = view.getUint16(p + 2, true);
+      this.labelCount = view.getUint16(q + 8, true);
       this.valuesAt = q + TELEMETRY_FIELDS_BYTES;
       this.labelsAt = this.valuesAt + VALUE_BYTES * this.valueCount;
       this.pos = this.labelsAt + LABEL_BYTES * this.labelCount;
@@ -540,11 +556,11 @@ export class EventReader {
   }
 
   valueName(i: number): string {
-    return this.name(this.payload.readUInt32LE(this.valuesAt + VALUE_BYTES * i));
+    return this.name(this.view.getUint32(this.valuesAt + VALUE_BYTES * i, true));
   }
 
   value(i: number): number {
-    return this.payload.readDoubleLE(this.valuesAt + VALUE_BYTES * i + 4);
+    return this.view.getFloat64(this.valuesAt + VALUE_BYTES * i + 4, true);
   }
 
   private name(index: number): string {
