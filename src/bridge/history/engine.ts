@@ -46,6 +46,7 @@ import {
   recordType,
 } from './codec.js';
 import { type BucketSeries, Buckets, RawRows, type RawSeries } from './downsample.js';
+import { Gate } from './gate.js';
 import {
   deleteSegmentFile,
   FIRST_RECORD_OFFSET,
@@ -303,23 +304,6 @@ function rangeError(message: string): TelebridgeError {
 }
 function limitError(message: string): TelebridgeError {
   return new TelebridgeError(ERROR_CODES.historyLimit, message);
-}
-
-/** A counting semaphore. */
-class Gate {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-  constructor(private readonly max: number) {}
-  async run<T>(f: () => Promise<T>): Promise<T> {
-    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
-    this.active++;
-    try {
-      return await f();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
-    }
-  }
 }
 
 export class HistoryEngine {

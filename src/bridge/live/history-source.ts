@@ -7,6 +7,7 @@
 import type { FeedKind, FeedPattern } from '../../feeds.js';
 import { feedName } from '../../feeds.js';
 import type { StoredEvent } from '../history/engine.js';
+import { Gate } from '../history/gate.js';
 import { compareKeys, formatCursor, type HistoryKey, parseCursor } from '../history/key.js';
 import type { HistoryAnswer, HistoryReader } from '../history/reader.js';
 import type { LiveEvent } from './broker.js';
@@ -25,6 +26,9 @@ export interface StorePage {
 export const MAX_HISTORY_FEEDS = 1000;
 
 /** An event read back from the store, as the broker would have streamed it. */
+/** See LiveHistory.resumeReads. */
+const MAX_RESUME_READS = 4;
+
 class StoredLiveEvent implements LiveEvent {
   readonly feed: string;
   readonly json: Buffer;
@@ -54,6 +58,12 @@ class StoredLiveEvent implements LiveEvent {
 export class LiveHistory {
   /** The store's cursor epoch (memory broker), undefined for stream IDs (Redis). */
   private readonly epoch: string | undefined;
+  /**
+   * Resume pages asked of the store at once, all connections together. The worker reads four at a
+   * time anyway; asking for more only queues their answers here, a page each (~40 KB of JSON twice
+   * over), when a thousand browsers resume together and the main thread is the busier one.
+   */
+  private readonly resumeReads = new Gate(MAX_RESUME_READS);
 
   constructor(
     readonly reader: HistoryReader,
@@ -98,7 +108,7 @@ export class LiveHistory {
     const store = this.reader.store;
     const key = this.keyOf(cursor);
     if (!store || !key) return 'gap';
-    const page = await store.after({ key, limit, feeds });
+    const page = await this.resumeReads.run(() => store.after({ key, limit, feeds }));
     if (page === 'gap') return 'gap';
     return {
       events: page.events.map((e) => this.event(e)),

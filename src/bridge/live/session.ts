@@ -7,8 +7,11 @@
  * - above it: conflation — only the newest pending message per feed is kept, and flushed in cursor
  *   order when the buffer has drained to half the soft limit;
  * - buffered + conflated bytes above `hardLimitBytes`: the connection is closed with 1013.
- * A replay is paced the same way: pages are read from the broker's history only while the buffer is
- * under the soft limit, so a resume never needs more memory than the soft limit plus one page.
+ * A replay is paced tighter: a page is read (from the broker's window or the store) only while the
+ * buffer is under a quarter of the soft limit, so a resume holds at most that plus one page. What it
+ * has not sent yet is on disk; buffering more would not send it faster (the kernel's socket buffer
+ * keeps the connection busy), and a thousand browsers resuming at once would each hold the whole
+ * soft limit when the store reads faster than they receive.
  *
  * Resume and history (issue 15), one catch-up per connection at a time:
  * ```
@@ -22,7 +25,7 @@
  * The seam after a history window: the catch-up starts at the broker's newest cursor when the
  * subscribe arrived; an event of a feed whose history answer already reflected it (key up to that
  * answer's `asOf`, time in the window) is skipped, so nothing is sent twice and nothing is lost.
- * Every read waits for the send buffer to drain below the soft limit, and at most one read
+ * Every read waits for the send buffer to drain below a quarter of the soft limit, and at most one read
  * (a store page of 256 events, or one device's history) is in flight a connection.
  */
 
@@ -281,8 +284,9 @@ export class LiveSession {
   onWritten(): void {
     // Called after every write: the common case (nothing waiting) must cost no more than this test.
     if (this.ended || (this.replay === undefined && this.pending.size === 0)) return;
-    if (this.transport.bufferedAmount() > this.limits.softLimitBytes / 2) return;
-    if (this.replay) this.pumpReplay();
+    const buffered = this.transport.bufferedAmount();
+    if (buffered > this.limits.softLimitBytes / 2) return;
+    if (this.replay && buffered <= this.replayBelow) this.pumpReplay();
     if (this.pending.size > 0) this.flushPending();
   }
 
@@ -359,11 +363,16 @@ export class LiveSession {
     }
   }
 
+  /** Buffered bytes under which a replay reads its next page (see the header). */
+  private get replayBelow(): number {
+    return this.limits.softLimitBytes / 4;
+  }
+
   private pumpReplay(): void {
     while (this.replay && !this.ended) {
       const replay = this.replay;
       if (replay.busy) return; // the read's answer resumes
-      if (this.transport.bufferedAmount() > this.limits.softLimitBytes) return; // onWritten resumes
+      if (this.transport.bufferedAmount() > this.replayBelow) return; // onWritten resumes
       if (replay.window) {
         this.readWindow(replay, replay.window);
         continue;
