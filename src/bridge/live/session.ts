@@ -136,7 +136,8 @@ export class LiveSession {
   constructor(
     private readonly broker: LiveBroker,
     private readonly transport: LiveTransport,
-    private readonly scope: readonly FeedPattern[],
+    /** The feeds the token allows. */
+    readonly scope: readonly FeedPattern[],
     private readonly limits: SessionLimits,
     /** Called once when the session gives up on the connection (overflow) or is ended. */
     private readonly onEnd: (reason: 'overflow' | 'closed') => void,

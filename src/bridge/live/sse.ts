@@ -10,13 +10,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CLOSE_CODES } from '../../../web/client/protocol.js';
 import type { TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config.js';
-import { isFeedPattern, parseFeedFilter } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import type { LiveBroker } from './broker.js';
-import type { ClientRegistry, LiveClient } from './client.js';
+import { type ClientRegistry, openClient } from './client.js';
 import type { LiveHistory } from './history-source.js';
 import { originAllowed, tokenOf } from './request-auth.js';
-import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
+import type { ErrorCode, LiveTransport } from './session.js';
 
 export interface SseDeps {
   readonly config: Config;
@@ -111,21 +110,8 @@ export function handleSse(deps: SseDeps, req: IncomingMessage, res: ServerRespon
           else res.end();
         },
       };
-      const scope = claims.feeds.map(parseFeedFilter).filter(isFeedPattern);
-      const client: LiveClient = {
+      const client = openClient(deps, config.live, claims, transport, {
         transport: 'sse',
-        claims,
-        session: new LiveSession(
-          deps.broker,
-          transport,
-          scope,
-          config.live,
-          (why) => {
-            if (why === 'overflow') log.info({ jti: claims.jti }, 'live: slow SSE reader closed');
-            deps.registry.remove(client);
-          },
-          deps.history,
-        ),
         tick() {
           if (!res.writableEnded) res.write(': ping\n\n');
         },
@@ -135,7 +121,7 @@ export function handleSse(deps: SseDeps, req: IncomingMessage, res: ServerRespon
         kill() {
           res.destroy();
         },
-      };
+      });
       const session = client.session;
       const failure =
         feeds.length === 0

@@ -28,17 +28,17 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { CLOSE_CODES, SUBPROTOCOL } from '../../../web/client/protocol.js';
 import type { TokenClaims, TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config.js';
-import { type FeedPattern, isFeedPattern, parseFeedFilter, scopeCovers } from '../../feeds.js';
+import { type FeedPattern, scopeCovers } from '../../feeds.js';
 import type { Logger } from '../../log.js';
 import { TokenBucket } from '../../rate-limit.js';
 import { DEVICE_ID_RE } from '../../topics.js';
 import { corkForTurn } from '../../turn-cork.js';
 import { WsHeartbeat } from '../../ws-heartbeat.js';
 import type { LiveBroker } from './broker.js';
-import type { ClientRegistry, LiveClient } from './client.js';
+import { type ClientRegistry, openClient } from './client.js';
 import type { LiveHistory } from './history-source.js';
 import { originAllowed, requestUrl, tokenOf } from './request-auth.js';
-import { type ErrorCode, LiveSession, type LiveTransport } from './session.js';
+import type { ErrorCode, LiveTransport } from './session.js';
 import type { DeviceCommand } from './types.js';
 import { FrameCache } from './ws-frame.js';
 
@@ -122,7 +122,6 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
 
   /** `socket` is the one `ws` was handed in `handleUpgrade`: the connection's only byte stream. */
   function onConnection(ws: WebSocket, socket: Duplex, claims: TokenClaims): void {
-    const scope = claims.feeds.map(parseFeedFilter).filter(isFeedPattern);
     const bucket = new TokenBucket(config.live.rate, config.live.burst);
     let strikes = 0;
     let closeTimer: NodeJS.Timeout | undefined;
@@ -150,27 +149,16 @@ export function createWsEndpoint(deps: WsEndpointDeps): WsEndpoint {
       sendControl: (message) => ws.send(JSON.stringify(message), onSent),
       close: closeWs,
     };
-    const client: LiveClient = {
+    const client = openClient(deps, config.live, claims, transport, {
       transport: 'ws',
-      claims,
-      session: new LiveSession(
-        deps.broker,
-        transport,
-        scope,
-        config.live,
-        (why) => {
-          if (why === 'overflow') log.info({ jti: claims.jti }, 'live: slow reader closed (1013)');
-          deps.registry.remove(client);
-        },
-        deps.history,
-      ),
       tick() {
         if (!heartbeat.beat(ws)) log.debug({ jti: claims.jti }, 'live: no pong, terminated');
       },
       shutdown: closeWs,
       kill: () => ws.terminate(),
-    };
+    });
     const session = client.session;
+    const scope = session.scope;
     deps.registry.add(client);
 
     const sendError = (id: string | undefined, code: ErrorCode, message: string) =>
