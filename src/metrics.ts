@@ -7,12 +7,23 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/** The `topic_kind` label of bridge_messages_total. */
+export type TopicKind = 'telemetry' | 'status' | 'other';
+
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  // Counted per message as plain numbers and added to the counter whenever it is read (a scrape,
+  // the self-metrics): prom-client's inc() hashes and checks its labels on every call, about 1 % of
+  // the pipeline's CPU per message.
+  const messagesPending: Record<TopicKind, number> = { telemetry: 0, status: 0, other: 0 };
   return {
     registry,
+    /** One PUBLISH received, by topic kind (bridge_messages_total). */
+    countMessage(kind: TopicKind): void {
+      messagesPending[kind]++;
+    },
     connections: new Gauge({
       name: 'bridge_connections',
       help: 'Open MQTT connections by listener (tcp, tls, ws).',
@@ -24,6 +35,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: 'MQTT PUBLISH packets received from clients, by topic kind (telemetry, status, other).',
       labelNames: ['topic_kind'] as const,
       registers,
+      collect() {
+        for (const kind of Object.keys(messagesPending) as TopicKind[]) {
+          const n = messagesPending[kind];
+          if (n === 0) continue;
+          messagesPending[kind] = 0;
+          this.inc({ topic_kind: kind }, n);
+        }
+      },
     }),
     rejected: new Counter({
       name: 'bridge_rejected_total',

@@ -74,9 +74,9 @@ export class Pipeline implements IngestPort {
   /** The topic's schema mapping, counting the message by its kind. */
   private match(topic: string): ResolvedMapping | undefined {
     const mapping = this.deps.schemas.match(topic);
-    this.deps.metrics.messages.inc({
-      topic_kind: mapping?.kind === 'telemetry' || mapping?.kind === 'status' ? mapping.kind : 'other',
-    });
+    this.deps.metrics.countMessage(
+      mapping?.kind === 'telemetry' || mapping?.kind === 'status' ? mapping.kind : 'other',
+    );
     return mapping;
   }
 
