@@ -38,7 +38,7 @@ export interface SessionDeps {
 /**
  * A connection's client and its session, for either transport: scoped to the token's feeds; when
  * the session ends the client leaves the registry, and a reader too slow for the hard limit is
- * logged once. The caller adds it to the registry once its first answer is sent.
+ * logged once. The caller adds it to the registry when the connection is ready.
  */
 export function openClient(
   deps: SessionDeps,

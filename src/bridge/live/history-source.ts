@@ -25,10 +25,10 @@ export interface StorePage {
 /** Feeds one history read may cover (a wildcard over a large fleet must name fewer devices). */
 export const MAX_HISTORY_FEEDS = 1000;
 
-/** An event read back from the store, as the broker would have streamed it. */
 /** See LiveHistory.resumeReads. */
 const MAX_RESUME_READS = 4;
 
+/** An event read back from the store, as the broker would have streamed it. */
 class StoredLiveEvent implements LiveEvent {
   readonly feed: string;
   readonly json: Buffer;
