@@ -9,9 +9,9 @@
  * - buffered + conflated bytes above `hardLimitBytes`: the connection is closed with 1013.
  * A replay is paced tighter: a page is read (from the broker's window or the store) only while the
  * buffer is under a quarter of the soft limit, so a resume holds at most that plus one page. What it
- * has not sent yet is on disk; buffering more would not send it faster (the kernel's socket buffer
- * keeps the connection busy), and a thousand browsers resuming at once would each hold the whole
- * soft limit when the store reads faster than they receive.
+ * has not sent is kept anyway (the store, the broker's window); buffering more would not send it
+ * faster (the kernel's socket buffer keeps the connection busy), and a thousand browsers resuming
+ * at once would each hold the whole soft limit when the store reads faster than they receive.
  *
  * Resume and history (issue 15), one catch-up per connection at a time:
  * ```
