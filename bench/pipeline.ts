@@ -35,6 +35,7 @@ import { createMetrics } from '../src/metrics.js';
 import { loadSchemas } from '../src/schemas/registry.js';
 import { startInfluxd } from '../test/support/influx.js';
 import { findBinary, tempDir } from '../test/support/services.js';
+import { median } from './lib/stats.js';
 import { nodeScript } from './lib/suts.js';
 
 const DEVICES = 100;
@@ -169,9 +170,8 @@ async function measure(): Promise<void> {
     await influx.stop();
   }
   if (!callgrindDir) {
-    const sorted = [...perMessage].sort((a, b) => a - b);
     console.log(
-      `median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} µs per message, min ${sorted[0]!.toFixed(2)}`,
+      `median ${median(perMessage).toFixed(2)} µs per message, min ${Math.min(...perMessage).toFixed(2)}`,
     );
   }
 }

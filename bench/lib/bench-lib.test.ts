@@ -17,7 +17,7 @@ import {
 } from './mqtt-wire.js';
 import { moduleOf, summarizeProfile } from './profile.js';
 import { dominates, evaluateTargets, LIMITS, markdown, type Report, withRatios } from './report.js';
-import { cpuMicrosPer, LatencyRecorder, otherCpuPercent, summarize } from './stats.js';
+import { cpuMicrosPer, LatencyRecorder, median, otherCpuPercent, summarize } from './stats.js';
 
 const Telemetry = loadSchemas(BUILTIN_SCHEMAS).type('telemetry.v1.Telemetry');
 
@@ -91,6 +91,11 @@ describe('PacketSplitter', () => {
 });
 
 describe('stats', () => {
+  it('median: the middle value, or the mean of the two middle ones; NaN for none', () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.ok(Number.isNaN(median([])));
+  });
   it('takes percentiles over merged recorders and keeps the exact max', () => {
     const a = new LatencyRecorder();
     const b = new LatencyRecorder();

@@ -72,6 +72,15 @@ export function round(n: number, digits = 2): number {
   return Math.round(n * f) / f;
 }
 
+/** The median (the mean of the two middle values for an even count); NaN for none. */
+export function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2
+    ? sorted[mid]!
+    : ((sorted[mid - 1] ?? Number.NaN) + (sorted[mid] ?? Number.NaN)) / 2;
+}
+
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86-64
 
 export interface ProcSample {

@@ -45,7 +45,7 @@ import {
 } from '../lib/context.js';
 import { Generator, slices } from '../lib/generator.js';
 import { LIMITS } from '../lib/report.js';
-import { meter, ProcMonitor, round, summarize } from '../lib/stats.js';
+import { median, meter, ProcMonitor, round, summarize } from '../lib/stats.js';
 import { pinPid, startBridgeSut } from '../lib/suts.js';
 import { runOne } from './ingest.js';
 
@@ -324,12 +324,6 @@ export const historyIngest: Scenario = {
     }
     return pairedRows(results.get(true)!, results.get(false)!);
   },
-};
-
-const median = (xs: readonly number[]): number => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 };
 
 /**
